@@ -1,0 +1,56 @@
+package protocol
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// MarshalEvent encodes one event as bare msgpack (no wire header), the form
+// the edge's durable queue stores.
+func MarshalEvent(e *Event) ([]byte, error) {
+	b, err := msgpack.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("encode event: %w", err)
+	}
+	return b, nil
+}
+
+// UnmarshalEvent decodes an event encoded by MarshalEvent, with the same
+// structural checks as Unmarshal.
+func UnmarshalEvent(b []byte, e *Event) error {
+	if len(b) > DefaultMaxMessageBytes*8 {
+		return fmt.Errorf("event: %w: %d bytes", ErrTooLarge, len(b))
+	}
+	if err := checkMsgpack(b, DefaultMaxDepth); err != nil {
+		return fmt.Errorf("event: %w", err)
+	}
+	if err := msgpack.Unmarshal(b, e); err != nil {
+		return fmt.Errorf("event: %w: %w", ErrMalformed, err)
+	}
+	return nil
+}
+
+// rawBatch has the field tags of Batch with events kept as encoded msgpack,
+// so an edge can build a batch from queued bytes without decoding them.
+type rawBatch struct {
+	Tenant   string               `msgpack:"tn"`
+	EdgeID   string               `msgpack:"ed"`
+	FirstSeq uint64               `msgpack:"fs"`
+	LastSeq  uint64               `msgpack:"ls"`
+	SentAt   time.Time            `msgpack:"sa"`
+	Events   []msgpack.RawMessage `msgpack:"ev"`
+}
+
+func (*rawBatch) Kind() Kind { return KindBatch }
+
+// MarshalRawBatch encodes a Batch whose events are already encoded with
+// MarshalEvent. The result decodes with Unmarshal into a Batch.
+func MarshalRawBatch(tenant, edgeID string, firstSeq, lastSeq uint64, sentAt time.Time, events [][]byte) ([]byte, error) {
+	rb := rawBatch{Tenant: tenant, EdgeID: edgeID, FirstSeq: firstSeq, LastSeq: lastSeq, SentAt: sentAt, Events: make([]msgpack.RawMessage, len(events))}
+	for i, e := range events {
+		rb.Events[i] = e
+	}
+	return Marshal(&rb)
+}

@@ -1,0 +1,635 @@
+package protocol
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/valyala/fastjson"
+)
+
+// Segment limits, as documented by the Segment HTTP Tracking API.
+const (
+	DefaultMaxMessageBytes = 32 << 10
+	DefaultMaxBatchBytes   = 500 << 10
+	// MaxIdentifierLen bounds identifier values and ids.
+	MaxIdentifierLen = 256
+	// MaxNameLen bounds event, page and screen names.
+	MaxNameLen = 512
+	// MaxNesting bounds nesting of traits, properties and context.
+	MaxNesting = 16
+)
+
+// IdentifierRule extracts an extra identifier from a message: the string (or
+// number) at Path, a dotted JSON path such as "properties.card_number" or
+// "context.traits.crm_id", becomes an identifier of Type.
+type IdentifierRule struct {
+	Path string `json:"path" yaml:"path"`
+	Type string `json:"type" yaml:"type"`
+}
+
+// MapOptions configures a Mapper.
+type MapOptions struct {
+	// Source stamps every event (tenant, site, edge). Source.Device is taken
+	// from context.device.id when the message has one.
+	Source Source
+	// DefaultChannel applies when context.channel names none of Unico's
+	// channels; default "server".
+	DefaultChannel string
+	// DefaultCountryCode is the calling code (such as "44") used to bring
+	// national phone numbers to E.164. Empty leaves them as digits.
+	DefaultCountryCode string
+	// Rules adds identifier extraction rules to the built-in ones.
+	Rules []IdentifierRule
+	// MaxMessageBytes bounds one message (default 32 KiB); MaxBatchBytes a
+	// batch request body (default 500 KiB).
+	MaxMessageBytes int
+	MaxBatchBytes   int
+	// IDs generates event ids for messages without messageId. Default: a
+	// new generator.
+	IDs *IDGen
+	// Now is the clock for received-at times; default time.Now.
+	Now func() time.Time
+}
+
+type compiledRule struct {
+	path []string
+	typ  string
+}
+
+// Mapper turns Segment HTTP Tracking API requests into events. It is safe
+// for concurrent use.
+type Mapper struct {
+	opts  MapOptions
+	rules []compiledRule
+	pp    fastjson.ParserPool
+}
+
+// NewMapper validates opts and returns a Mapper.
+func NewMapper(opts MapOptions) (*Mapper, error) {
+	if opts.DefaultChannel == "" {
+		opts.DefaultChannel = ChannelServer
+	}
+	if !KnownChannel(opts.DefaultChannel) {
+		return nil, fmt.Errorf("default channel %q: unknown channel", opts.DefaultChannel)
+	}
+	if opts.MaxMessageBytes <= 0 {
+		opts.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if opts.MaxBatchBytes <= 0 {
+		opts.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.IDs == nil {
+		opts.IDs = NewIDGen(opts.Now)
+	}
+	m := &Mapper{opts: opts}
+	for i, r := range opts.Rules {
+		p := strings.Split(r.Path, ".")
+		if r.Path == "" || r.Type == "" || !ValidName(r.Type) {
+			return nil, fmt.Errorf("identifier rule %d: need a path and a type of [A-Za-z0-9._-]", i)
+		}
+		switch p[0] {
+		case "traits", "properties", "context":
+		default:
+			return nil, fmt.Errorf("identifier rule %d: path %q must start with traits, properties or context", i, r.Path)
+		}
+		m.rules = append(m.rules, compiledRule{path: p, typ: r.Type})
+	}
+	return m, nil
+}
+
+// Options returns the options in force, defaults applied.
+func (m *Mapper) Options() MapOptions { return m.opts }
+
+// Endpoint names the Segment endpoint a body was posted to: "batch" or one
+// of the Type* constants.
+type Endpoint string
+
+// EndpointBatch is the /v1/batch endpoint (also accepted as "import").
+const EndpointBatch Endpoint = "batch"
+
+// Decode parses body as posted to endpoint and appends the resulting events
+// to dst. On any invalid message it returns a *ValidationError listing every
+// problem found and no events: a request is stored whole or not at all.
+func (m *Mapper) Decode(endpoint Endpoint, body []byte, dst []Event) ([]Event, error) {
+	verr := &ValidationError{}
+	limit := m.opts.MaxMessageBytes
+	if endpoint == EndpointBatch {
+		limit = m.opts.MaxBatchBytes
+	}
+	if len(body) > limit {
+		verr.TooLarge = true
+		verr.add(-1, "", fmt.Sprintf("request body of %d bytes exceeds the limit of %d", len(body), limit))
+		return dst, verr
+	}
+	p := m.pp.Get()
+	defer m.pp.Put(p)
+	root, err := p.ParseBytes(body)
+	if err != nil {
+		verr.add(-1, "", "invalid JSON: "+err.Error())
+		return dst, verr
+	}
+	if root.Type() != fastjson.TypeObject {
+		verr.add(-1, "", "body must be a JSON object")
+		return dst, verr
+	}
+	received := m.opts.Now().UTC()
+	start := len(dst)
+	if endpoint != EndpointBatch {
+		t := string(endpoint)
+		if !knownType(t) {
+			verr.add(-1, "type", fmt.Sprintf("unknown endpoint %q", t))
+			return dst, verr
+		}
+		var ev Event
+		m.decodeMessage(root, nil, nil, t, -1, received, &ev, verr)
+		if len(verr.Errors) > 0 {
+			return dst, verr
+		}
+		return append(dst, ev), nil
+	}
+	batch := root.Get("batch")
+	if batch == nil {
+		verr.add(-1, "batch", "missing")
+		return dst, verr
+	}
+	arr, err := batch.Array()
+	if err != nil {
+		verr.add(-1, "batch", "not an array")
+		return dst, verr
+	}
+	if len(arr) == 0 {
+		verr.add(-1, "batch", "empty")
+		return dst, verr
+	}
+	if len(arr) > MaxBatchEvents {
+		verr.TooLarge = true
+		verr.add(-1, "batch", fmt.Sprintf("%d messages exceed the limit of %d", len(arr), MaxBatchEvents))
+		return dst, verr
+	}
+	batchCtx := root.Get("context")
+	if batchCtx != nil && batchCtx.Type() != fastjson.TypeObject {
+		verr.add(-1, "context", "not an object")
+		batchCtx = nil
+	}
+	batchSentAt := root.Get("sentAt")
+	var scratch []byte
+	for i, msg := range arr {
+		if msg.Type() != fastjson.TypeObject {
+			verr.add(i, "", "not an object")
+			continue
+		}
+		scratch = msg.MarshalTo(scratch[:0])
+		if len(scratch) > m.opts.MaxMessageBytes {
+			verr.TooLarge = true
+			verr.add(i, "", fmt.Sprintf("message of %d bytes exceeds the limit of %d", len(scratch), m.opts.MaxMessageBytes))
+			continue
+		}
+		t := string(msg.GetStringBytes("type"))
+		if t == "" {
+			verr.add(i, "type", "missing")
+			continue
+		}
+		if !knownType(t) {
+			verr.add(i, "type", fmt.Sprintf("unknown type %q", t))
+			continue
+		}
+		dst = append(dst, Event{})
+		m.decodeMessage(msg, batchCtx, batchSentAt, t, i, received, &dst[len(dst)-1], verr)
+	}
+	if len(verr.Errors) > 0 {
+		clear(dst[start:])
+		return dst[:start], verr
+	}
+	return dst, nil
+}
+
+func knownType(t string) bool {
+	switch t {
+	case TypeTrack, TypeIdentify, TypePage, TypeScreen, TypeGroup, TypeAlias:
+		return true
+	}
+	return false
+}
+
+// ecommerceNumbers are the Segment spec properties that must be numbers.
+var ecommerceNumbers = [...]string{"revenue", "value", "total", "subtotal", "price", "quantity", "tax", "shipping", "discount"}
+
+func (m *Mapper) decodeMessage(v, batchCtx, batchSentAt *fastjson.Value, typ string, idx int, received time.Time, ev *Event, verr *ValidationError) {
+	nerr := len(verr.Errors)
+	ev.Type = typ
+	ev.ReceivedAt = received
+	ev.Source = m.opts.Source
+
+	userID := idString(v, "userId", idx, verr)
+	anonID := idString(v, "anonymousId", idx, verr)
+	if userID == "" && anonID == "" {
+		verr.add(idx, "userId", "userId or anonymousId is required")
+	}
+	msgID := idString(v, "messageId", idx, verr)
+	if msgID == "" {
+		msgID = m.opts.IDs.New()
+	}
+	ev.ID = msgID
+
+	switch typ {
+	case TypeTrack:
+		ev.Name = nameString(v, "event", idx, verr)
+		if ev.Name == "" && len(verr.Errors) == nerr {
+			verr.add(idx, "event", "missing")
+		}
+	case TypePage, TypeScreen:
+		ev.Name = nameString(v, "name", idx, verr)
+	case TypeGroup:
+		ev.GroupID = idString(v, "groupId", idx, verr)
+		if ev.GroupID == "" {
+			verr.add(idx, "groupId", "missing")
+		}
+	case TypeAlias:
+		ev.PreviousID = idString(v, "previousId", idx, verr)
+		if ev.PreviousID == "" {
+			verr.add(idx, "previousId", "missing")
+		}
+		if userID == "" {
+			verr.add(idx, "userId", "missing")
+		}
+	}
+
+	// Context: the message's, with the batch's keys filled in where absent.
+	ctx := objectField(v, "context", idx, verr)
+	var ctxMap map[string]any
+	if ctx != nil || batchCtx != nil {
+		ctxMap = make(map[string]any)
+		if batchCtx != nil {
+			m.fillMap(ctxMap, batchCtx, "context", idx, verr, 1)
+		}
+		if ctx != nil {
+			m.fillMap(ctxMap, ctx, "context", idx, verr, 1)
+		}
+	}
+
+	var traitsV *fastjson.Value
+	switch typ {
+	case TypeIdentify, TypeGroup:
+		traitsV = objectField(v, "traits", idx, verr)
+	}
+	if traitsV != nil {
+		ev.Traits = m.toMap(traitsV, "traits", idx, verr, 1)
+	}
+	// context.traits describe the user on every call.
+	if ct, ok := ctxMap["traits"].(map[string]any); ok {
+		if ev.Traits == nil {
+			ev.Traits = ct
+		} else {
+			for k, val := range ct {
+				if _, dup := ev.Traits[k]; !dup {
+					ev.Traits[k] = val
+				}
+			}
+		}
+		delete(ctxMap, "traits")
+	}
+
+	if pv := objectField(v, "properties", idx, verr); pv != nil {
+		ev.Properties = m.toMap(pv, "properties", idx, verr, 1)
+		checkNumbers(ev.Properties, "properties", idx, verr)
+		if products, ok := ev.Properties["products"].([]any); ok {
+			for i, p := range products {
+				if pm, ok := p.(map[string]any); ok {
+					checkNumbers(pm, "properties.products["+strconv.Itoa(i)+"]", idx, verr)
+				}
+			}
+		}
+	}
+	if typ == TypePage {
+		if c := v.GetStringBytes("category"); len(c) > 0 {
+			if ev.Properties == nil {
+				ev.Properties = make(map[string]any, 1)
+			}
+			ev.Properties["category"] = string(c)
+		}
+	}
+
+	// Consent: context.consent.categoryPreferences {purpose: bool}.
+	if cons, ok := ctxMap["consent"].(map[string]any); ok {
+		if prefs, ok := cons["categoryPreferences"].(map[string]any); ok {
+			for k, val := range prefs {
+				b, isBool := val.(bool)
+				if !isBool {
+					verr.add(idx, "context.consent.categoryPreferences."+k, "not a boolean")
+					continue
+				}
+				if ev.Consent == nil {
+					ev.Consent = make(map[string]bool, len(prefs))
+				}
+				ev.Consent[strings.ToLower(k)] = b
+			}
+		}
+		delete(ctxMap, "consent")
+	}
+	if len(ctxMap) > 0 {
+		ev.Context = ctxMap
+	}
+
+	ev.Channel = m.channel(ctxMap)
+	if dev, ok := ctxMap["device"].(map[string]any); ok {
+		if id, ok := dev["id"].(string); ok {
+			ev.Source.Device = strings.TrimSpace(id)
+		}
+	}
+
+	// Times.
+	ev.OccurredAt = received
+	ts := timeField(v, "timestamp", idx, verr)
+	orig := timeField(v, "originalTimestamp", idx, verr)
+	sentAtV := v.Get("sentAt")
+	if sentAtV == nil {
+		sentAtV = batchSentAt
+	}
+	var sent time.Time
+	if sentAtV != nil {
+		sent = parseTimeValue(sentAtV, "sentAt", idx, verr)
+	}
+	switch {
+	case !ts.IsZero():
+		ev.OccurredAt = ts
+	case !orig.IsZero() && !sent.IsZero():
+		// Correct the device's clock skew as Segment does.
+		ev.OccurredAt = received.Add(-sent.Sub(orig))
+	case !orig.IsZero():
+		ev.OccurredAt = orig
+	}
+
+	// Identifiers.
+	ev.AddIdentifier(IDUserID, userID)
+	ev.AddIdentifier(IDAnonymousID, anonID)
+	m.extractIdentifiers(ev)
+	if len(verr.Errors) > nerr {
+		*ev = Event{}
+	}
+}
+
+func (m *Mapper) channel(ctx map[string]any) string {
+	if c, ok := ctx["channel"].(string); ok {
+		c = strings.ToLower(c)
+		switch {
+		case c == "browser":
+			return ChannelWeb
+		case c == "mobile":
+			return ChannelApp
+		case c == ChannelServer:
+			return m.opts.DefaultChannel
+		case KnownChannel(c):
+			return c
+		}
+	}
+	return m.opts.DefaultChannel
+}
+
+func (m *Mapper) extractIdentifiers(ev *Event) {
+	// Traits hold the context traits too (merged above).
+	if s, ok := ev.Traits["email"].(string); ok {
+		if e, valid := NormalizeEmail(s); valid {
+			ev.AddIdentifier(IDEmail, e)
+		}
+	}
+	if s := scalarString(ev.Traits["phone"]); s != "" {
+		if p, _ := NormalizePhone(s, m.opts.DefaultCountryCode); len(p) >= 5 {
+			ev.AddIdentifier(IDPhone, p)
+		}
+	}
+	for _, src := range [...]map[string]any{ev.Traits, ev.Properties} {
+		if s := strings.TrimSpace(scalarString(src["loyalty_id"])); s != "" && len(s) <= MaxIdentifierLen {
+			ev.AddIdentifier(IDLoyaltyID, s)
+		}
+	}
+	if ev.Source.Device != "" && len(ev.Source.Device) <= MaxIdentifierLen {
+		ev.AddIdentifier(IDDeviceID, ev.Source.Device)
+	}
+	for _, r := range m.rules {
+		var cur any
+		switch r.path[0] {
+		case "traits":
+			cur = ev.Traits
+		case "properties":
+			cur = ev.Properties
+		case "context":
+			cur = ev.Context
+		}
+		for _, k := range r.path[1:] {
+			mm, ok := cur.(map[string]any)
+			if !ok {
+				cur = nil
+				break
+			}
+			cur = mm[k]
+		}
+		if s := strings.TrimSpace(scalarString(cur)); s != "" && len(s) <= MaxIdentifierLen {
+			if r.typ == IDEmail {
+				var ok bool
+				if s, ok = NormalizeEmail(s); !ok {
+					continue
+				}
+			} else if r.typ == IDPhone {
+				s, _ = NormalizePhone(s, m.opts.DefaultCountryCode)
+			}
+			ev.AddIdentifier(r.typ, s)
+		}
+	}
+}
+
+// scalarString returns a string or number as a string, "" otherwise.
+func scalarString(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	}
+	return ""
+}
+
+func checkNumbers(props map[string]any, prefix string, idx int, verr *ValidationError) {
+	for _, k := range ecommerceNumbers {
+		val, ok := props[k]
+		if !ok || val == nil {
+			continue
+		}
+		switch x := val.(type) {
+		case int64, float64:
+		case string:
+			// Accept numbers sent as strings, as many SDKs do, and store
+			// them as numbers.
+			f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
+			if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+				verr.add(idx, prefix+"."+k, "not a number")
+				continue
+			}
+			props[k] = f
+		default:
+			verr.add(idx, prefix+"."+k, "not a number")
+		}
+	}
+}
+
+// idString reads an id-like field: a string or an integer, trimmed, at most
+// MaxIdentifierLen long.
+func idString(v *fastjson.Value, key string, idx int, verr *ValidationError) string {
+	f := v.Get(key)
+	if f == nil {
+		return ""
+	}
+	var s string
+	switch f.Type() {
+	case fastjson.TypeString:
+		s = strings.TrimSpace(string(f.GetStringBytes()))
+	case fastjson.TypeNumber:
+		s = string(f.MarshalTo(nil))
+	case fastjson.TypeNull:
+		return ""
+	default:
+		verr.add(idx, key, "not a string")
+		return ""
+	}
+	if len(s) > MaxIdentifierLen {
+		verr.add(idx, key, fmt.Sprintf("longer than %d bytes", MaxIdentifierLen))
+		return ""
+	}
+	return s
+}
+
+func nameString(v *fastjson.Value, key string, idx int, verr *ValidationError) string {
+	f := v.Get(key)
+	if f == nil || f.Type() == fastjson.TypeNull {
+		return ""
+	}
+	if f.Type() != fastjson.TypeString {
+		verr.add(idx, key, "not a string")
+		return ""
+	}
+	s := strings.TrimSpace(string(f.GetStringBytes()))
+	if len(s) > MaxNameLen {
+		verr.add(idx, key, fmt.Sprintf("longer than %d bytes", MaxNameLen))
+		return ""
+	}
+	return s
+}
+
+func objectField(v *fastjson.Value, key string, idx int, verr *ValidationError) *fastjson.Value {
+	f := v.Get(key)
+	if f == nil || f.Type() == fastjson.TypeNull {
+		return nil
+	}
+	if f.Type() != fastjson.TypeObject {
+		verr.add(idx, key, "not an object")
+		return nil
+	}
+	return f
+}
+
+func timeField(v *fastjson.Value, key string, idx int, verr *ValidationError) time.Time {
+	f := v.Get(key)
+	if f == nil {
+		return time.Time{}
+	}
+	return parseTimeValue(f, key, idx, verr)
+}
+
+var errNotTime = errors.New("not an ISO-8601 date")
+
+func parseTimeValue(f *fastjson.Value, key string, idx int, verr *ValidationError) time.Time {
+	if f.Type() == fastjson.TypeNull {
+		return time.Time{}
+	}
+	if f.Type() != fastjson.TypeString {
+		verr.add(idx, key, errNotTime.Error())
+		return time.Time{}
+	}
+	t, err := ParseTime(string(f.GetStringBytes()))
+	if err != nil {
+		verr.add(idx, key, err.Error())
+	}
+	return t
+}
+
+// ParseTime parses the ISO-8601 forms SDKs send: RFC 3339 with or without
+// fractional seconds, the same without a zone (taken as UTC), and a bare
+// date. Years outside 1970–9999 are refused.
+func ParseTime(s string) (time.Time, error) {
+	for _, layout := range [...]string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02T15:04:05.999999999Z0700", "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999", "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			if t.Year() < 1970 || t.Year() > 9999 {
+				return time.Time{}, errors.New("date out of range")
+			}
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, errNotTime
+}
+
+// fillMap copies the members of object v into dst, converted by toAny.
+func (m *Mapper) fillMap(dst map[string]any, v *fastjson.Value, path string, idx int, verr *ValidationError, depth int) {
+	o, _ := v.Object()
+	o.Visit(func(k []byte, val *fastjson.Value) {
+		dst[string(k)] = m.toAny(val, path, k, idx, verr, depth+1)
+	})
+}
+
+func (m *Mapper) toMap(v *fastjson.Value, path string, idx int, verr *ValidationError, depth int) map[string]any {
+	o, _ := v.Object()
+	out := make(map[string]any, o.Len())
+	o.Visit(func(k []byte, val *fastjson.Value) {
+		out[string(k)] = m.toAny(val, path, k, idx, verr, depth+1)
+	})
+	return out
+}
+
+// toAny converts a JSON value to Go: objects to map[string]any, arrays to
+// []any, integers that fit to int64, other numbers to float64.
+func (m *Mapper) toAny(v *fastjson.Value, path string, key []byte, idx int, verr *ValidationError, depth int) any {
+	switch v.Type() {
+	case fastjson.TypeString:
+		return string(v.GetStringBytes())
+	case fastjson.TypeNumber:
+		if i, err := v.Int64(); err == nil {
+			return i
+		}
+		f, err := v.Float64()
+		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+			verr.add(idx, path+"."+string(key), "number out of range")
+			return nil
+		}
+		return f
+	case fastjson.TypeTrue:
+		return true
+	case fastjson.TypeFalse:
+		return false
+	case fastjson.TypeNull:
+		return nil
+	}
+	if depth > MaxNesting {
+		verr.add(idx, path+"."+string(key), fmt.Sprintf("nested deeper than %d levels", MaxNesting))
+		return nil
+	}
+	sub := path + "." + string(key)
+	if len(key) > 0 && key[0] == '[' {
+		sub = path + string(key)
+	}
+	if v.Type() == fastjson.TypeObject {
+		return m.toMap(v, sub, idx, verr, depth)
+	}
+	arr, _ := v.Array()
+	out := make([]any, len(arr))
+	for i, e := range arr {
+		out[i] = m.toAny(e, sub, []byte("["+strconv.Itoa(i)+"]"), idx, verr, depth+1)
+	}
+	return out
+}
