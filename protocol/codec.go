@@ -142,7 +142,33 @@ func Unmarshal(b []byte, m Message, lim Limits) error {
 	if bt, ok := m.(*Batch); ok && len(bt.Events) > MaxBatchEvents {
 		return fmt.Errorf("batch: %d events, limit %d: %w", len(bt.Events), MaxBatchEvents, ErrTooLarge)
 	}
+	utcTimes(m)
 	return nil
+}
+
+// utcTimes puts the decoded times of m in UTC: msgpack decodes timestamps in
+// the local zone, and the wire contract is UTC everywhere.
+func utcTimes(m Message) {
+	switch x := m.(type) {
+	case *Batch:
+		x.SentAt = x.SentAt.UTC()
+		for i := range x.Events {
+			utcEventTimes(&x.Events[i])
+		}
+	case *Ack:
+		x.AckedAt = x.AckedAt.UTC()
+	case *SnapshotBatch:
+		for i := range x.Profiles {
+			x.Profiles[i].UpdatedAt = x.Profiles[i].UpdatedAt.UTC()
+		}
+	case *Command:
+		x.IssuedAt = x.IssuedAt.UTC()
+	}
+}
+
+func utcEventTimes(e *Event) {
+	e.OccurredAt = e.OccurredAt.UTC()
+	e.ReceivedAt = e.ReceivedAt.UTC()
 }
 
 // checkMsgpack walks b as exactly one msgpack value without allocating. It

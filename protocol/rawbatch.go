@@ -29,6 +29,7 @@ func UnmarshalEvent(b []byte, e *Event) error {
 	if err := msgpack.Unmarshal(b, e); err != nil {
 		return fmt.Errorf("event: %w: %w", ErrMalformed, err)
 	}
+	utcEventTimes(e)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -148,7 +149,7 @@ func (m *Mapper) Decode(endpoint Endpoint, body []byte, dst []Event) ([]Event, e
 			return dst, verr
 		}
 		var ev Event
-		m.decodeMessage(root, nil, nil, t, -1, received, &ev, verr)
+		m.decodeMessage(root, nil, time.Time{}, t, -1, received, &ev, verr)
 		if len(verr.Errors) > 0 {
 			return dst, verr
 		}
@@ -178,7 +179,11 @@ func (m *Mapper) Decode(endpoint Endpoint, body []byte, dst []Event) ([]Event, e
 		verr.add(-1, "context", "not an object")
 		batchCtx = nil
 	}
-	batchSentAt := root.Get("sentAt")
+	// The batch's sentAt applies to every message without its own.
+	var batchSentAt time.Time
+	if sv := root.Get("sentAt"); sv != nil {
+		batchSentAt = parseTimeValue(sv, "sentAt", -1, verr)
+	}
 	var scratch []byte
 	for i, msg := range arr {
 		if msg.Type() != fastjson.TypeObject {
@@ -189,6 +194,11 @@ func (m *Mapper) Decode(endpoint Endpoint, body []byte, dst []Event) ([]Event, e
 		if len(scratch) > m.opts.MaxMessageBytes {
 			verr.TooLarge = true
 			verr.add(i, "", fmt.Sprintf("message of %d bytes exceeds the limit of %d", len(scratch), m.opts.MaxMessageBytes))
+			continue
+		}
+		tv := msg.Get("type")
+		if tv != nil && tv.Type() != fastjson.TypeString && tv.Type() != fastjson.TypeNull {
+			verr.add(i, "type", "not a string")
 			continue
 		}
 		t := string(msg.GetStringBytes("type"))
@@ -221,15 +231,16 @@ func knownType(t string) bool {
 // ecommerceNumbers are the Segment spec properties that must be numbers.
 var ecommerceNumbers = [...]string{"revenue", "value", "total", "subtotal", "price", "quantity", "tax", "shipping", "discount"}
 
-func (m *Mapper) decodeMessage(v, batchCtx, batchSentAt *fastjson.Value, typ string, idx int, received time.Time, ev *Event, verr *ValidationError) {
+func (m *Mapper) decodeMessage(v, batchCtx *fastjson.Value, batchSentAt time.Time, typ string, idx int, received time.Time, ev *Event, verr *ValidationError) {
 	nerr := len(verr.Errors)
 	ev.Type = typ
 	ev.ReceivedAt = received
 	ev.Source = m.opts.Source
 
 	userID := idString(v, "userId", idx, verr)
+	userErr := len(verr.Errors) > nerr
 	anonID := idString(v, "anonymousId", idx, verr)
-	if userID == "" && anonID == "" {
+	if userID == "" && anonID == "" && len(verr.Errors) == nerr {
 		verr.add(idx, "userId", "userId or anonymousId is required")
 	}
 	msgID := idString(v, "messageId", idx, verr)
@@ -240,23 +251,26 @@ func (m *Mapper) decodeMessage(v, batchCtx, batchSentAt *fastjson.Value, typ str
 
 	switch typ {
 	case TypeTrack:
+		before := len(verr.Errors)
 		ev.Name = nameString(v, "event", idx, verr)
-		if ev.Name == "" && len(verr.Errors) == nerr {
+		if ev.Name == "" && len(verr.Errors) == before {
 			verr.add(idx, "event", "missing")
 		}
 	case TypePage, TypeScreen:
 		ev.Name = nameString(v, "name", idx, verr)
 	case TypeGroup:
+		before := len(verr.Errors)
 		ev.GroupID = idString(v, "groupId", idx, verr)
-		if ev.GroupID == "" {
+		if ev.GroupID == "" && len(verr.Errors) == before {
 			verr.add(idx, "groupId", "missing")
 		}
 	case TypeAlias:
+		before := len(verr.Errors)
 		ev.PreviousID = idString(v, "previousId", idx, verr)
-		if ev.PreviousID == "" {
+		if ev.PreviousID == "" && len(verr.Errors) == before {
 			verr.add(idx, "previousId", "missing")
 		}
-		if userID == "" {
+		if userID == "" && !userErr {
 			verr.add(idx, "userId", "missing")
 		}
 	}
@@ -319,8 +333,14 @@ func (m *Mapper) decodeMessage(v, batchCtx, batchSentAt *fastjson.Value, typ str
 	// Consent: context.consent.categoryPreferences {purpose: bool}.
 	if cons, ok := ctxMap["consent"].(map[string]any); ok {
 		if prefs, ok := cons["categoryPreferences"].(map[string]any); ok {
-			for k, val := range prefs {
-				b, isBool := val.(bool)
+			// Sorted, so that errors come in a stable order.
+			keys := make([]string, 0, len(prefs))
+			for k := range prefs {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			for _, k := range keys {
+				b, isBool := prefs[k].(bool)
 				if !isBool {
 					verr.add(idx, "context.consent.categoryPreferences."+k, "not a boolean")
 					continue
@@ -328,7 +348,13 @@ func (m *Mapper) decodeMessage(v, batchCtx, batchSentAt *fastjson.Value, typ str
 				if ev.Consent == nil {
 					ev.Consent = make(map[string]bool, len(prefs))
 				}
-				ev.Consent[strings.ToLower(k)] = b
+				// Purposes differing only in case are one purpose; a
+				// denial among them wins.
+				lk := strings.ToLower(k)
+				if granted, seen := ev.Consent[lk]; seen {
+					b = b && granted
+				}
+				ev.Consent[lk] = b
 			}
 		}
 		delete(ctxMap, "consent")
@@ -337,7 +363,7 @@ func (m *Mapper) decodeMessage(v, batchCtx, batchSentAt *fastjson.Value, typ str
 		ev.Context = ctxMap
 	}
 
-	ev.Channel = m.channel(ctxMap)
+	ev.Channel = m.channel(ctxMap, v)
 	if dev, ok := ctxMap["device"].(map[string]any); ok {
 		if id, ok := dev["id"].(string); ok {
 			ev.Source.Device = strings.TrimSpace(id)
@@ -348,12 +374,8 @@ func (m *Mapper) decodeMessage(v, batchCtx, batchSentAt *fastjson.Value, typ str
 	ev.OccurredAt = received
 	ts := timeField(v, "timestamp", idx, verr)
 	orig := timeField(v, "originalTimestamp", idx, verr)
-	sentAtV := v.Get("sentAt")
-	if sentAtV == nil {
-		sentAtV = batchSentAt
-	}
-	var sent time.Time
-	if sentAtV != nil {
+	sent := batchSentAt
+	if sentAtV := v.Get("sentAt"); sentAtV != nil {
 		sent = parseTimeValue(sentAtV, "sentAt", idx, verr)
 	}
 	switch {
@@ -375,8 +397,16 @@ func (m *Mapper) decodeMessage(v, batchCtx, batchSentAt *fastjson.Value, typ str
 	}
 }
 
-func (m *Mapper) channel(ctx map[string]any) string {
-	if c, ok := ctx["channel"].(string); ok {
+// channel maps context.channel, or else the message's top-level channel of
+// the Segment spec ("browser", "server", "mobile"), to a Unico channel.
+func (m *Mapper) channel(ctx map[string]any, v *fastjson.Value) string {
+	c, ok := ctx["channel"].(string)
+	if !ok {
+		if b := v.GetStringBytes("channel"); b != nil {
+			c, ok = string(b), true
+		}
+	}
+	if ok {
 		c = strings.ToLower(c)
 		switch {
 		case c == "browser":
@@ -395,12 +425,12 @@ func (m *Mapper) channel(ctx map[string]any) string {
 func (m *Mapper) extractIdentifiers(ev *Event) {
 	// Traits hold the context traits too (merged above).
 	if s, ok := ev.Traits["email"].(string); ok {
-		if e, valid := NormalizeEmail(s); valid {
+		if e, valid := NormalizeEmail(s); valid && len(e) <= MaxIdentifierLen {
 			ev.AddIdentifier(IDEmail, e)
 		}
 	}
 	if s := scalarString(ev.Traits["phone"]); s != "" {
-		if p, _ := NormalizePhone(s, m.opts.DefaultCountryCode); len(p) >= 5 {
+		if p, _ := NormalizePhone(s, m.opts.DefaultCountryCode); len(p) >= 5 && len(p) <= MaxIdentifierLen {
 			ev.AddIdentifier(IDPhone, p)
 		}
 	}
@@ -438,6 +468,9 @@ func (m *Mapper) extractIdentifiers(ev *Event) {
 				}
 			} else if r.typ == IDPhone {
 				s, _ = NormalizePhone(s, m.opts.DefaultCountryCode)
+				if len(s) < 5 {
+					continue
+				}
 			}
 			ev.AddIdentifier(r.typ, s)
 		}
@@ -604,7 +637,7 @@ func (m *Mapper) toAny(v *fastjson.Value, path string, key []byte, idx int, verr
 		}
 		f, err := v.Float64()
 		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-			verr.add(idx, path+"."+string(key), "number out of range")
+			verr.add(idx, joinPath(path, key), "number out of range")
 			return nil
 		}
 		return f
@@ -616,13 +649,10 @@ func (m *Mapper) toAny(v *fastjson.Value, path string, key []byte, idx int, verr
 		return nil
 	}
 	if depth > MaxNesting {
-		verr.add(idx, path+"."+string(key), fmt.Sprintf("nested deeper than %d levels", MaxNesting))
+		verr.add(idx, joinPath(path, key), fmt.Sprintf("nested deeper than %d levels", MaxNesting))
 		return nil
 	}
-	sub := path + "." + string(key)
-	if len(key) > 0 && key[0] == '[' {
-		sub = path + string(key)
-	}
+	sub := joinPath(path, key)
 	if v.Type() == fastjson.TypeObject {
 		return m.toMap(v, sub, idx, verr, depth)
 	}
@@ -632,4 +662,13 @@ func (m *Mapper) toAny(v *fastjson.Value, path string, key []byte, idx int, verr
 		out[i] = m.toAny(e, sub, []byte("["+strconv.Itoa(i)+"]"), idx, verr, depth+1)
 	}
 	return out
+}
+
+// joinPath appends an object key (".key") or an array index key ("[3]") to
+// a dotted field path.
+func joinPath(path string, key []byte) string {
+	if len(key) > 0 && key[0] == '[' {
+		return path + string(key)
+	}
+	return path + "." + string(key)
 }
