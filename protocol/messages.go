@@ -38,7 +38,10 @@ type Batch struct {
 	FirstSeq uint64    `msgpack:"fs"`
 	LastSeq  uint64    `msgpack:"ls"`
 	SentAt   time.Time `msgpack:"sa"`
-	Events   []Event   `msgpack:"ev"`
+	// Backlog is the edge's queue depth (events) when it sent the batch,
+	// so the hub can show how far behind each edge is.
+	Backlog int64   `msgpack:"bl,omitempty"`
+	Events  []Event `msgpack:"ev"`
 }
 
 // AckStatus says what the hub did with a batch.
