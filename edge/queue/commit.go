@@ -1,0 +1,622 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/skl"
+
+	"github.com/unico-cdp/unico/protocol"
+)
+
+const (
+	// maxGroupEvents bounds the events of one group commit.
+	maxGroupEvents = 16384
+	// removeChunk bounds the deletions of one Badger transaction in Ack.
+	removeChunk = 8192
+)
+
+// appendReq is one Append call waiting for the committer.
+type appendReq struct {
+	vals    [][]byte // encoded values, one per event
+	chans   []string // channel per event
+	size    int64    // stored bytes: keys + values
+	at      time.Time
+	allDrop bool   // every channel has OverflowDropOldest
+	first   uint64 // seq of vals[0], set by the committer
+	done    chan error
+}
+
+func (q *Queue) newAppendReq(events []protocol.Event) (*appendReq, error) {
+	r := &appendReq{
+		vals:    make([][]byte, len(events)),
+		chans:   make([]string, len(events)),
+		at:      q.opts.Now(),
+		allDrop: true,
+		done:    make(chan error, 1),
+	}
+	datas := make([][]byte, len(events))
+	total := 0
+	for i := range events {
+		e := &events[i]
+		if len(e.Channel) > 255 {
+			return nil, fmt.Errorf("append: event %d: channel name of %d bytes: %w", i, len(e.Channel), ErrTooLarge)
+		}
+		d, err := protocol.MarshalEvent(e)
+		if err != nil {
+			return nil, fmt.Errorf("append: event %d: %w", i, err)
+		}
+		if len(d) > MaxEventBytes {
+			return nil, fmt.Errorf("append: event %d: %d bytes, limit %d: %w", i, len(d), MaxEventBytes, ErrTooLarge)
+		}
+		datas[i] = d
+		total += headerLen + len(e.Channel) + len(d)
+		r.chans[i] = e.Channel
+		if q.opts.Overflow[e.Channel] != OverflowDropOldest {
+			r.allDrop = false
+		}
+	}
+	buf := make([]byte, 0, total)
+	for i, d := range datas {
+		off := len(buf)
+		buf = appendValue(buf, r.at, r.chans[i], d)
+		r.vals[i] = buf[off:len(buf):len(buf)]
+		r.size += int64(keyLen + len(r.vals[i]))
+	}
+	return r, nil
+}
+
+func (q *Queue) commitLoop() {
+	defer close(q.committerDone)
+	var group []*appendReq
+	for r := range q.reqs {
+		group = append(group[:0], r)
+		n := len(r.vals)
+	drain:
+		for n < maxGroupEvents {
+			select {
+			case r, ok := <-q.reqs:
+				if !ok {
+					break drain
+				}
+				group = append(group, r)
+				n += len(r.vals)
+			default:
+				break drain
+			}
+		}
+		q.commitGroup(group)
+		clear(group)
+	}
+}
+
+// commitGroup stores the requests that fit the quota in one synced commit
+// and then handles those that need the drop policy, one at a time.
+func (q *Queue) commitGroup(group []*appendReq) {
+	q.writeMu.Lock()
+	defer q.writeMu.Unlock()
+	q.mu.Lock()
+	next, head, used := q.nextSeq, q.head, q.bytes
+	q.mu.Unlock()
+	quota := q.opts.QuotaBytes
+	ok := make([]*appendReq, 0, len(group))
+	var overflow []*appendReq
+	for _, r := range group {
+		switch {
+		case used+r.size <= quota:
+			ok = append(ok, r)
+			used += r.size
+		case r.allDrop && r.size <= quota:
+			overflow = append(overflow, r)
+		default:
+			r.done <- fmt.Errorf("append %d events of %d bytes, %d of %d bytes used: %w",
+				len(r.vals), r.size, used, quota, ErrFull)
+		}
+	}
+	if len(ok) > 0 {
+		w := q.newWriter(meta{next: next, head: head})
+		planned, err := q.writeEvents(w, ok, next)
+		if err == nil {
+			err = w.finish()
+		} else {
+			w.discard()
+		}
+		q.applyAppend(ok, w.durable.next, planned)
+		for _, r := range ok {
+			if err != nil && r.first+uint64(len(r.vals)) > w.durable.next {
+				r.done <- fmt.Errorf("append: %w", err)
+			} else {
+				r.done <- nil
+			}
+		}
+		if err != nil {
+			q.log.Error("group commit failed", "events", planned-next, "err", err)
+		}
+	}
+	for _, r := range overflow {
+		r.done <- q.appendWithDrop(r)
+	}
+}
+
+// writeEvents assigns seqs from next on and adds the events to w. It returns
+// the next seq after them.
+func (q *Queue) writeEvents(w *writer, reqs []*appendReq, next uint64) (uint64, error) {
+	n := 0
+	for _, r := range reqs {
+		n += len(r.vals)
+	}
+	keys := make([]byte, 0, n*keyLen)
+	seq := next
+	for _, r := range reqs {
+		r.first = seq
+		for _, v := range r.vals {
+			off := len(keys)
+			keys = eventKey(keys, seq)
+			if err := w.set(keys[off:], v, seq+1); err != nil {
+				return next + uint64(n), err
+			}
+			seq++
+		}
+	}
+	return seq, nil
+}
+
+// applyAppend publishes the events of reqs with seq < durableNext and moves
+// nextSeq to planned (seqs of a failed commit are never reused).
+func (q *Queue) applyAppend(reqs []*appendReq, durableNext, planned uint64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, r := range reqs {
+		for i, v := range r.vals {
+			seq := r.first + uint64(i)
+			if seq >= durableNext {
+				break
+			}
+			if q.depth == 0 {
+				q.head = seq
+				q.oldest = r.at
+			}
+			q.depth++
+			q.bytes += int64(keyLen + len(v))
+			q.appended++
+			if idx := q.chans[r.chans[i]]; idx != nil {
+				idx.add(seq)
+			}
+		}
+	}
+	q.nextSeq = max(q.nextSeq, planned)
+	if q.depth == 0 {
+		q.head = q.nextSeq
+	}
+	q.commits++
+	close(q.notify)
+	q.notify = make(chan struct{})
+}
+
+type victim struct {
+	seq  uint64
+	size int64
+	ch   string
+}
+
+// appendWithDrop stores r after deleting the oldest queued events of r's
+// channels, in one commit, or returns ErrFull if they do not free enough.
+// The caller holds writeMu.
+func (q *Queue) appendWithDrop(r *appendReq) error {
+	type chSpan struct {
+		ch string
+		span
+	}
+	q.mu.Lock()
+	next, head, used := q.nextSeq, q.head, q.bytes
+	need := used + r.size - q.opts.QuotaBytes
+	var spans []chSpan
+	seen := map[string]bool{}
+	for _, ch := range r.chans {
+		if seen[ch] {
+			continue
+		}
+		seen[ch] = true
+		if idx := q.chans[ch]; idx != nil {
+			for _, s := range idx.spans {
+				spans = append(spans, chSpan{ch, s})
+			}
+		}
+	}
+	q.mu.Unlock()
+	if need <= 0 { // acks made room meanwhile
+		need = 0
+	}
+	slices.SortFunc(spans, func(a, b chSpan) int { return cmpUint(a.first, b.first) })
+
+	txn := q.db.NewTransaction(false)
+	defer txn.Discard()
+	var victims []victim
+	var freed int64
+	if need > 0 {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixEvent}})
+		var kb [keyLen]byte
+	walk:
+		for _, s := range spans {
+			for it.Seek(eventKey(kb[:0], s.first)); it.Valid(); it.Next() {
+				item := it.Item()
+				seq, ok := keySeq(item.Key())
+				if !ok || seq > s.last {
+					break
+				}
+				size := item.KeySize() + item.ValueSize()
+				victims = append(victims, victim{seq, size, s.ch})
+				freed += size
+				if freed >= need {
+					break walk
+				}
+			}
+		}
+		it.Close()
+		if freed < need {
+			return fmt.Errorf("append %d events of %d bytes: dropping oldest frees only %d of %d bytes: %w",
+				len(r.vals), r.size, freed, need, ErrFull)
+		}
+	}
+
+	newHead, newOldest := head, time.Time{}
+	if len(victims) > 0 && victims[0].seq == head {
+		var err error
+		newHead, newOldest, err = q.firstNotIn(txn, head, victims, next)
+		if err != nil {
+			return fmt.Errorf("append: %w", err)
+		}
+		if newHead == next {
+			newOldest = r.at
+		}
+	}
+	w := q.newWriter(meta{next: next, head: newHead})
+	var kb []byte
+	for _, v := range victims {
+		kb = eventKey(kb[:0], v.seq)
+		if err := w.del(slices.Clone(kb)); err != nil {
+			w.discard()
+			return fmt.Errorf("append: %w", err)
+		}
+	}
+	planned, err := q.writeEvents(w, []*appendReq{r}, next)
+	if err == nil {
+		err = w.finish()
+	} else {
+		w.discard()
+	}
+	if err != nil {
+		// Deletions and appends share the first transaction; unless it
+		// committed, nothing changed.
+		if w.durable.next == next {
+			q.mu.Lock()
+			q.nextSeq = max(q.nextSeq, planned)
+			q.mu.Unlock()
+			return fmt.Errorf("append: %w", err)
+		}
+	}
+
+	perChan := map[string]uint64{}
+	q.mu.Lock()
+	for _, v := range victims {
+		q.depth--
+		q.bytes -= v.size
+		q.dropped[v.ch]++
+		perChan[v.ch]++
+		q.chans[v.ch].subtract(v.seq, v.seq)
+	}
+	if len(victims) > 0 {
+		q.head = newHead
+		if q.depth > 0 {
+			q.oldest = newOldest
+		} else {
+			q.oldest = time.Time{}
+		}
+	}
+	q.mu.Unlock()
+	q.applyAppend([]*appendReq{r}, w.durable.next, planned)
+	for ch, n := range perChan {
+		q.log.Warn("quota reached, dropped oldest events", "channel", ch, "events", n, "bytes_needed", need)
+	}
+	if err != nil {
+		return fmt.Errorf("append: %w", err)
+	}
+	return nil
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// firstNotIn returns the lowest queued seq >= from that is not among the
+// sorted victims, with its received-at, or next when there is none.
+func (q *Queue) firstNotIn(txn *badger.Txn, from uint64, victims []victim, next uint64) (uint64, time.Time, error) {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixEvent}})
+	defer it.Close()
+	var kb [keyLen]byte
+	vi := 0
+	for it.Seek(eventKey(kb[:0], from)); it.Valid(); it.Next() {
+		seq, ok := keySeq(it.Item().Key())
+		if !ok {
+			continue
+		}
+		for vi < len(victims) && victims[vi].seq < seq {
+			vi++
+		}
+		if vi < len(victims) && victims[vi].seq == seq {
+			continue
+		}
+		at, err := itemReceivedAt(it.Item())
+		return seq, at, err
+	}
+	return next, time.Time{}, nil
+}
+
+func itemReceivedAt(item *badger.Item) (time.Time, error) {
+	var at time.Time
+	err := item.Value(func(v []byte) error {
+		if len(v) >= headerLen && v[0] == valueVersion {
+			at, _, _, _ = decodeValue(v)
+		}
+		return nil
+	})
+	return at, err
+}
+
+type removeKind int
+
+const (
+	removeAck removeKind = iota
+	removeCorrupt
+)
+
+// remove deletes the queued records first..last durably, in chunks of at
+// most removeChunk records per commit.
+func (q *Queue) remove(first, last uint64, kind removeKind) error {
+	q.writeMu.Lock()
+	defer q.writeMu.Unlock()
+	for {
+		q.mu.Lock()
+		head, next := q.head, q.nextSeq
+		q.mu.Unlock()
+		start := max(first, head)
+		if start > last || start >= next {
+			return nil
+		}
+		seqs, freed, newHead, newOldest, err := q.collect(start, last, head, next)
+		if err != nil || len(seqs) == 0 {
+			return err
+		}
+		w := q.newWriter(meta{next: next, head: newHead})
+		var kb []byte
+		for _, seq := range seqs {
+			kb = eventKey(kb[:0], seq)
+			if err := w.del(slices.Clone(kb)); err != nil {
+				w.discard()
+				return err
+			}
+		}
+		if err := w.finish(); err != nil {
+			return err
+		}
+		end := seqs[len(seqs)-1]
+		q.mu.Lock()
+		n := int64(len(seqs))
+		q.depth -= n
+		q.bytes -= freed
+		if kind == removeAck {
+			q.acked += uint64(n)
+		} else {
+			q.corrupt += uint64(n)
+		}
+		for _, idx := range q.chans {
+			idx.subtract(start, end)
+		}
+		if newHead != head {
+			q.head = newHead
+			q.oldest = newOldest
+		}
+		if q.depth == 0 {
+			q.head = q.nextSeq
+			q.oldest = time.Time{}
+		}
+		q.mu.Unlock()
+		if len(seqs) < removeChunk || end >= last {
+			return nil
+		}
+		first = end + 1
+	}
+}
+
+// collect lists up to removeChunk queued seqs in start..last with their
+// total size, and the head and oldest received-at after deleting them.
+func (q *Queue) collect(start, last, head, next uint64) (seqs []uint64, freed int64, newHead uint64, newOldest time.Time, err error) {
+	txn := q.db.NewTransaction(false)
+	defer txn.Discard()
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixEvent}})
+	defer it.Close()
+	var kb [keyLen]byte
+	for it.Seek(eventKey(kb[:0], start)); it.Valid() && len(seqs) < removeChunk; it.Next() {
+		item := it.Item()
+		seq, ok := keySeq(item.Key())
+		if !ok || seq > last {
+			break
+		}
+		seqs = append(seqs, seq)
+		freed += item.KeySize() + item.ValueSize()
+	}
+	newHead = head
+	if len(seqs) == 0 || seqs[0] != head {
+		return seqs, freed, newHead, newOldest, nil
+	}
+	newHead = next
+	for it.Seek(eventKey(kb[:0], seqs[len(seqs)-1]+1)); it.Valid(); it.Next() {
+		seq, ok := keySeq(it.Item().Key())
+		if !ok {
+			continue
+		}
+		newHead = seq
+		newOldest, err = itemReceivedAt(it.Item())
+		break
+	}
+	return seqs, freed, newHead, newOldest, err
+}
+
+// writer adds sets and deletes to Badger transactions, committing when
+// Badger's transaction size limit is near. Every commit also writes the meta
+// key. durable is the meta of the last commit that succeeded.
+type writer struct {
+	q                 *Queue
+	txn               *badger.Txn
+	size, count       int64
+	maxSize, maxCount int64
+	m, durable        meta
+	dirty             bool
+}
+
+func (q *Queue) newWriter(m meta) *writer {
+	// Badger's limits (db.go): maxBatchSize = 15% of MemTableSize,
+	// maxBatchCount = maxBatchSize / skl.MaxNodeSize; keep room for meta.
+	maxSize := int64(15*(8<<20)/100) - 1024
+	return &writer{
+		q:        q,
+		txn:      q.db.NewTransaction(true),
+		maxSize:  maxSize,
+		maxCount: (maxSize+1024)/int64(skl.MaxNodeSize) - 4,
+		m:        m,
+		durable:  m,
+	}
+}
+
+func (w *writer) reserve(est int64) error {
+	if w.count > 0 && (w.size+est > w.maxSize || w.count+1 > w.maxCount) {
+		if err := w.commit(); err != nil {
+			return err
+		}
+	}
+	w.size += est
+	w.count++
+	return nil
+}
+
+// set adds key=val; next is the meta's next seq once it is stored.
+func (w *writer) set(key, val []byte, next uint64) error {
+	if err := w.reserve(int64(len(key) + len(val) + 12)); err != nil {
+		return err
+	}
+	if err := w.txn.Set(key, val); err != nil {
+		return err
+	}
+	w.m.next = max(w.m.next, next)
+	return nil
+}
+
+func (w *writer) del(key []byte) error {
+	if err := w.reserve(int64(len(key) + 12)); err != nil {
+		return err
+	}
+	return w.txn.Delete(key)
+}
+
+func (w *writer) commit() error {
+	if err := w.txn.Set(metaKey, w.m.encode()); err != nil {
+		return err
+	}
+	err := w.txn.Commit()
+	w.txn = w.q.db.NewTransaction(true)
+	w.size, w.count = 0, 0
+	if err != nil {
+		return err
+	}
+	if w.q.opts.syncExplicit {
+		w.dirty = true
+	} else {
+		w.durable = w.m
+	}
+	return nil
+}
+
+// finish commits what is pending and, without SyncWrites, syncs.
+func (w *writer) finish() error {
+	defer w.txn.Discard()
+	if w.count > 0 {
+		if err := w.commit(); err != nil {
+			return err
+		}
+	}
+	if w.dirty {
+		if err := w.q.db.Sync(); err != nil {
+			return err
+		}
+		w.durable = w.m
+	}
+	return nil
+}
+
+func (w *writer) discard() { w.txn.Discard() }
+
+// recover rebuilds the in-memory state from the meta key and a scan of the
+// queued keys from the head hint.
+func (q *Queue) recover() error {
+	txn := q.db.NewTransaction(false)
+	defer txn.Discard()
+	m := meta{next: 1, head: 1}
+	item, err := txn.Get(metaKey)
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+	case err != nil:
+		return err
+	default:
+		if err := item.Value(func(v []byte) error {
+			m, err = decodeMeta(v)
+			return err
+		}); err != nil {
+			return err
+		}
+	}
+	q.nextSeq = max(m.next, 1)
+	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: []byte{prefixEvent}})
+	defer it.Close()
+	var kb [keyLen]byte
+	for it.Seek(eventKey(kb[:0], m.head)); it.Valid(); it.Next() {
+		item := it.Item()
+		seq, ok := keySeq(item.Key())
+		if !ok {
+			continue
+		}
+		var at time.Time
+		if err := item.Value(func(v []byte) error {
+			if len(v) >= headerLen && v[0] == valueVersion && len(v) > headerLen+int(v[9]) {
+				at = time.Unix(0, int64(beUint64(v[1:9])))
+				if idx := q.chans[string(v[headerLen:headerLen+int(v[9])])]; idx != nil {
+					idx.add(seq)
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if q.depth == 0 {
+			q.head = seq
+		}
+		if q.oldest.IsZero() {
+			q.oldest = at
+		}
+		q.depth++
+		q.bytes += item.KeySize() + item.ValueSize()
+		q.nextSeq = max(q.nextSeq, seq+1)
+	}
+	if q.depth == 0 {
+		q.head = q.nextSeq
+	}
+	return nil
+}
