@@ -136,7 +136,10 @@ func Unmarshal(b []byte, m Message, lim Limits) error {
 	if err := checkMsgpack(body, lim.MaxDepth); err != nil {
 		return err
 	}
-	if err := msgpack.Unmarshal(body, m); err != nil {
+	if err := checkElementDensity(body, m); err != nil {
+		return fmt.Errorf("decode %s: %w", k, err)
+	}
+	if err := safeUnmarshal(body, m); err != nil {
 		return fmt.Errorf("decode %s: %w: %w", k, ErrMalformed, err)
 	}
 	if bt, ok := m.(*Batch); ok && len(bt.Events) > MaxBatchEvents {
@@ -301,4 +304,199 @@ func checkMsgpack(b []byte, maxDepth int) error {
 			pending = items
 		}
 	}
+}
+
+// Minimum encoded sizes of one batch event and one profile snapshot. Real
+// encodings are much larger (an Event always carries id, ty, src, oa and ra:
+// at least 31 bytes); the bound only stops a payload of one-byte elements
+// from making the decoder allocate a few hundred bytes per payload byte.
+const (
+	minEventBytes   = 8
+	minProfileBytes = 8
+)
+
+// checkElementDensity bounds, before msgpack allocates anything, the arrays
+// whose elements are large structs: Batch.Events and
+// SnapshotBatch.Profiles. Both messages must be encoded as maps (as Marshal
+// does); the arrays under "ev" and "pf" (all of them, should a key repeat)
+// may hold at most one element per minEventBytes or minProfileBytes of
+// payload, and a batch at most MaxBatchEvents events. b must have passed
+// checkMsgpack.
+func checkElementDensity(b []byte, m Message) error {
+	var key string
+	var minBytes int
+	switch m.(type) {
+	case *Batch:
+		key, minBytes = "ev", minEventBytes
+	case *SnapshotBatch:
+		key, minBytes = "pf", minProfileBytes
+	default:
+		return nil
+	}
+	n, i, ok := readContainerHeader(b, 0, true)
+	if !ok {
+		return fmt.Errorf("%w: %s must be a map", ErrMalformed, m.Kind())
+	}
+	total := 0
+	for range n {
+		k, next, isStr := readStr(b, i)
+		if isStr && k == key {
+			cnt, _, isArr := readContainerHeader(b, next, false)
+			if isArr {
+				total += cnt
+			}
+		}
+		i = skipValue(b, next)
+	}
+	if _, isBatch := m.(*Batch); isBatch && total > MaxBatchEvents {
+		return fmt.Errorf("%d events, limit %d: %w", total, MaxBatchEvents, ErrTooLarge)
+	}
+	if total > len(b)/minBytes {
+		return fmt.Errorf("%w: %d %s elements in %d bytes", ErrMalformed, total, key, len(b))
+	}
+	return nil
+}
+
+// readContainerHeader reads a map (wantMap) or array header at b[i] and
+// returns its entry count and the offset after the header.
+func readContainerHeader(b []byte, i int, wantMap bool) (n, next int, ok bool) {
+	if i >= len(b) {
+		return 0, i, false
+	}
+	c := b[i]
+	fix, c16, c32 := byte(0x90), byte(0xdc), byte(0xdd)
+	if wantMap {
+		fix, c16, c32 = 0x80, 0xde, 0xdf
+	}
+	switch {
+	case c >= fix && c <= fix+0x0f:
+		return int(c & 0x0f), i + 1, true
+	case c == c16 && i+3 <= len(b):
+		return int(binary.BigEndian.Uint16(b[i+1:])), i + 3, true
+	case c == c32 && i+5 <= len(b):
+		return int(binary.BigEndian.Uint32(b[i+1:])), i + 5, true
+	}
+	return 0, i, false
+}
+
+// readStr reads a string at b[i] without allocating.
+func readStr(b []byte, i int) (s string, next int, ok bool) {
+	if i >= len(b) {
+		return "", i, false
+	}
+	c := b[i]
+	var n, h int
+	switch {
+	case c >= 0xa0 && c <= 0xbf:
+		n, h = int(c&0x1f), 1
+	case c == 0xd9 && i+2 <= len(b):
+		n, h = int(b[i+1]), 2
+	case c == 0xda && i+3 <= len(b):
+		n, h = int(binary.BigEndian.Uint16(b[i+1:])), 3
+	case c == 0xdb && i+5 <= len(b):
+		n, h = int(binary.BigEndian.Uint32(b[i+1:])), 5
+	default:
+		return "", i, false
+	}
+	if n > len(b)-i-h {
+		return "", i, false
+	}
+	return string(b[i+h : i+h+n]), i + h + n, true
+}
+
+// skipValue returns the offset after the msgpack value at b[i]. b must have
+// passed checkMsgpack; on malformed input it returns len(b).
+func skipValue(b []byte, i int) int {
+	for pending := 1; pending > 0; pending-- {
+		if i >= len(b) {
+			return len(b)
+		}
+		c := b[i]
+		i++
+		switch {
+		case c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc1 || c == 0xc2 || c == 0xc3:
+		case c >= 0x80 && c <= 0x8f:
+			pending += 2 * int(c&0x0f)
+		case c >= 0x90 && c <= 0x9f:
+			pending += int(c & 0x0f)
+		case c >= 0xa0 && c <= 0xbf:
+			i += int(c & 0x1f)
+		default:
+			var lenBytes, extra, fixed int
+			switch c {
+			case 0xc4, 0xd9:
+				lenBytes = 1
+			case 0xc5, 0xda, 0xdc, 0xde:
+				lenBytes = 2
+			case 0xc6, 0xdb, 0xdd, 0xdf:
+				lenBytes = 4
+			case 0xc7:
+				lenBytes, extra = 1, 1
+			case 0xc8:
+				lenBytes, extra = 2, 1
+			case 0xc9:
+				lenBytes, extra = 4, 1
+			case 0xca, 0xce, 0xd2:
+				fixed = 4
+			case 0xcb, 0xcf, 0xd3:
+				fixed = 8
+			case 0xcc, 0xd0:
+				fixed = 1
+			case 0xcd, 0xd1:
+				fixed = 2
+			case 0xd4:
+				fixed = 2
+			case 0xd5:
+				fixed = 3
+			case 0xd6:
+				fixed = 5
+			case 0xd7:
+				fixed = 9
+			case 0xd8:
+				fixed = 17
+			}
+			if lenBytes > 0 {
+				if len(b)-i < lenBytes {
+					return len(b)
+				}
+				var n int
+				switch lenBytes {
+				case 1:
+					n = int(b[i])
+				case 2:
+					n = int(binary.BigEndian.Uint16(b[i:]))
+				case 4:
+					n = int(binary.BigEndian.Uint32(b[i:]))
+				}
+				i += lenBytes
+				switch c {
+				case 0xdc, 0xdd:
+					pending += n
+				case 0xde, 0xdf:
+					pending += 2 * n
+				default:
+					fixed = n + extra
+				}
+			}
+			i += fixed
+		}
+		if i > len(b) || i < 0 {
+			return len(b)
+		}
+	}
+	return i
+}
+
+// safeUnmarshal is msgpack.Unmarshal turning a panic of the msgpack library
+// into an error: v5.4.1 panics, for one, on a nil where a time.Time field
+// is expected (reflect.Value.IsNil on a struct). checkMsgpack has already
+// bounded the input, so a panic here is a decoding failure, not a broken
+// invariant of this package.
+func safeUnmarshal(b []byte, v any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("msgpack: %v", r)
+		}
+	}()
+	return msgpack.Unmarshal(b, v)
 }

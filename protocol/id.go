@@ -79,13 +79,20 @@ func IDTime(id string) (time.Time, bool) {
 	if len(id) != IDLen {
 		return time.Time{}, false
 	}
+	// The first char carries only the top 3 of 128 bits; every char must
+	// be in the alphabet.
+	if id[0] > '7' {
+		return time.Time{}, false
+	}
 	var ms uint64
-	for i := 0; i < 10; i++ {
+	for i := 0; i < IDLen; i++ {
 		v := indexCrockford(id[i])
 		if v < 0 {
 			return time.Time{}, false
 		}
-		ms = ms<<5 | uint64(v)
+		if i < 10 {
+			ms = ms<<5 | uint64(v)
+		}
 	}
 	// The first 10 chars carry the top 50 of 130 bits: two zero bits of
 	// padding and the 48-bit time.

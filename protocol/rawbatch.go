@@ -26,7 +26,7 @@ func UnmarshalEvent(b []byte, e *Event) error {
 	if err := checkMsgpack(b, DefaultMaxDepth); err != nil {
 		return fmt.Errorf("event: %w", err)
 	}
-	if err := msgpack.Unmarshal(b, e); err != nil {
+	if err := safeUnmarshal(b, e); err != nil {
 		return fmt.Errorf("event: %w: %w", ErrMalformed, err)
 	}
 	utcEventTimes(e)
