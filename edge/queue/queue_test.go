@@ -69,7 +69,7 @@ type fixedClock struct {
 	t  time.Time
 }
 
-func (c *fixedClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fixedClock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *fixedClock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 
 func open(t testing.TB, opts queue.Options) *queue.Queue {
@@ -529,7 +529,7 @@ func TestCloseDuringAppends(t *testing.T) {
 	}{
 		{"Append", q.Append(t.Context(), events("pos", 0, 1))},
 		{"Ack", q.Ack(1, 1)},
-		{"Wait", q.Wait(t.Context(), 1 << 40)},
+		{"Wait", q.Wait(t.Context(), 1<<40)},
 		{"Close", q.Close()},
 	} {
 		if !errors.Is(call.err, queue.ErrClosed) {
