@@ -305,23 +305,34 @@ func (q *Queue) begin() error {
 // accepted, Append waits for the commit (bounded by the disk) so that its
 // result is always the truth.
 func (q *Queue) Append(ctx context.Context, events []protocol.Event) error {
+	_, err := q.AppendSeq(ctx, events)
+	return err
+}
+
+// AppendSeq is Append that also returns the seq given to events[0]; the
+// others follow consecutively. first is 0 when err is not nil or events is
+// empty.
+func (q *Queue) AppendSeq(ctx context.Context, events []protocol.Event) (first uint64, err error) {
 	if len(events) == 0 {
-		return nil
+		return 0, nil
 	}
 	if err := q.begin(); err != nil {
-		return err
+		return 0, err
 	}
 	defer q.inflight.Done()
 	r, err := q.newAppendReq(events)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	select {
 	case q.reqs <- r:
 	case <-ctx.Done():
-		return fmt.Errorf("append: %w", ctx.Err())
+		return 0, fmt.Errorf("append: %w", ctx.Err())
 	}
-	return <-r.done
+	if err := <-r.done; err != nil {
+		return 0, err
+	}
+	return r.first, nil
 }
 
 // Read returns queued records with Seq >= from, in order, at most maxEvents

@@ -39,7 +39,7 @@ func childEvent(cycle, g, b, i int) protocol.Event {
 }
 
 // runChild appends from several goroutines until killed and prints
-// "cycle g b" after each Append returned nil; the parent rebuilds the
+// "cycle g b first-seq" after each Append returned nil; the parent rebuilds the
 // acknowledged events with childEvent.
 func runChild() int {
 	dir := os.Getenv(childEnv)
@@ -59,12 +59,13 @@ func runChild() int {
 				for i := range evs {
 					evs[i] = childEvent(cycle, g, b, i)
 				}
-				if err := q.Append(context.Background(), evs); err != nil {
+				first, err := q.AppendSeq(context.Background(), evs)
+				if err != nil {
 					fmt.Fprintln(os.Stderr, err)
 					os.Exit(1)
 				}
 				out.Lock()
-				fmt.Fprintf(w, "%d %d %d\n", cycle, g, b)
+				fmt.Fprintf(w, "%d %d %d %d\n", cycle, g, b, first)
 				w.Flush()
 				out.Unlock()
 			}
@@ -79,7 +80,7 @@ func TestSIGKILLDurability(t *testing.T) {
 		t.Skip("re-executes the test binary and kills it")
 	}
 	dir := t.TempDir()
-	acked := map[string][]byte{} // event id -> encoding, for every acknowledged event
+	acked := map[string]ackedEvent{} // by event id, every acknowledged event
 	for cycle := range 3 {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), childEnv+"="+dir, childEnv+"_CYCLE="+strconv.Itoa(cycle))
@@ -100,12 +101,13 @@ func TestSIGKILLDurability(t *testing.T) {
 		deadline := time.AfterFunc(60*time.Second, func() { cmd.Process.Kill() })
 		for sc.Scan() {
 			var c, g, b int
-			if _, err := fmt.Sscanf(sc.Text(), "%d %d %d", &c, &g, &b); err != nil {
+			var first uint64
+			if _, err := fmt.Sscanf(sc.Text(), "%d %d %d %d", &c, &g, &b, &first); err != nil {
 				t.Fatalf("child line %q: %v", sc.Text(), err)
 			}
 			for i := range childBatch {
 				e := childEvent(c, g, b, i)
-				acked[e.ID] = encoded(t, e)
+				acked[e.ID] = ackedEvent{first + uint64(i), encoded(t, e)}
 			}
 			lines++
 			if lines == killAfter {
@@ -126,9 +128,15 @@ func TestSIGKILLDurability(t *testing.T) {
 	}
 }
 
+type ackedEvent struct {
+	seq  uint64
+	data []byte
+}
+
 // checkAcked reopens the queue and checks every acknowledged event is
-// present with its exact bytes, under a unique seq.
-func checkAcked(t *testing.T, dir string, acked map[string][]byte, cycle int) {
+// present with its exact bytes under the seq it was acknowledged with,
+// and that seqs are unique and increasing.
+func checkAcked(t *testing.T, dir string, acked map[string]ackedEvent, cycle int) {
 	t.Helper()
 	q := open(t, queue.Options{Dir: dir})
 	defer closeQ(t, q)
@@ -159,7 +167,10 @@ func checkAcked(t *testing.T, dir string, acked map[string][]byte, cycle int) {
 			}
 			found[e.ID] = r.Seq
 			if want, ok := acked[e.ID]; ok {
-				if diff := cmp.Diff(want, r.Data); diff != "" {
+				if want.seq != r.Seq {
+					t.Fatalf("cycle %d: event %s at seq %d, acknowledged as %d", cycle, e.ID, r.Seq, want.seq)
+				}
+				if diff := cmp.Diff(want.data, r.Data); diff != "" {
 					t.Fatalf("cycle %d: event %s changed (-want +got):\n%s", cycle, e.ID, diff)
 				}
 			}
