@@ -1,0 +1,392 @@
+// Package profile is the hub's model of one unified customer profile: its
+// identifiers, traits with lineage, consent per purpose and computed traits.
+//
+// Every update is a merge of commutative, associative summaries: applying an
+// event is merging the event's own summary into the profile, and merging two
+// profiles combines their summaries. Last-write-wins values are ordered by
+// (occurred-at, event id), counters add, first/last times take min/max. So a
+// profile's content depends only on the set of events it holds, never on the
+// order in which they arrived — the property the identity tests check.
+package profile
+
+import (
+	"cmp"
+	"math"
+	"strconv"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/unico-cdp/unico/protocol"
+)
+
+// Stamp orders last-write-wins values: later OccurredAt wins, ties broken by
+// the larger event id, so every replica picks the same winner.
+type Stamp struct {
+	At      time.Time `msgpack:"at" json:"at"`
+	EventID string    `msgpack:"ev" json:"event_id"`
+}
+
+// After reports whether s wins over o.
+func (s Stamp) After(o Stamp) bool {
+	if c := s.At.Compare(o.At); c != 0 {
+		return c > 0
+	}
+	return s.EventID > o.EventID
+}
+
+// Trait is one trait value with its lineage: which event, channel and site
+// set it, and when.
+type Trait struct {
+	Value   any    `msgpack:"v" json:"value"`
+	Channel string `msgpack:"ch,omitempty" json:"channel,omitempty"`
+	Site    string `msgpack:"si,omitempty" json:"site,omitempty"`
+	Stamp
+}
+
+// Consent is the latest decision for one purpose, with its lineage.
+type Consent struct {
+	Granted bool   `msgpack:"g" json:"granted"`
+	Channel string `msgpack:"ch,omitempty" json:"channel,omitempty"`
+	Stamp
+}
+
+// Contact is a contact-center interaction.
+type Contact struct {
+	Reason  string `msgpack:"r,omitempty" json:"reason,omitempty"`
+	Channel string `msgpack:"ch,omitempty" json:"channel,omitempty"`
+	Stamp
+}
+
+// Computed holds the traits kept current on every event.
+type Computed struct {
+	FirstSeen      time.Time        `msgpack:"fs" json:"first_seen"`
+	LastSeen       time.Time        `msgpack:"ls" json:"last_seen"`
+	Events         int64            `msgpack:"ev" json:"events"`
+	Orders         int64            `msgpack:"or" json:"orders"`
+	Revenue        Money            `msgpack:"rv" json:"revenue"`
+	LastPurchaseAt time.Time        `msgpack:"lp,omitempty" json:"last_purchase_at,omitzero"`
+	SiteVisits     map[string]int64 `msgpack:"sv,omitempty" json:"site_visits,omitempty"`
+	Channels       map[string]int64 `msgpack:"ch,omitempty" json:"channels,omitempty"`
+	LastContact    *Contact         `msgpack:"lc,omitempty" json:"last_contact,omitempty"`
+}
+
+// Profile is one unified customer.
+type Profile struct {
+	ID          string                `msgpack:"id" json:"id"`
+	Identifiers []protocol.Identifier `msgpack:"ids" json:"identifiers"`
+	Traits      map[string]Trait      `msgpack:"tr,omitempty" json:"traits"`
+	Consent     map[string]Consent    `msgpack:"cs,omitempty" json:"consent"`
+	Computed    Computed              `msgpack:"cp" json:"computed"`
+	CreatedAt   time.Time             `msgpack:"ca" json:"created_at"`
+	UpdatedAt   time.Time             `msgpack:"ua" json:"updated_at"`
+}
+
+// Rules says which events mean what. Zero fields take the defaults.
+type Rules struct {
+	// OrderEvents are track event names that are purchases. Default
+	// "Order Completed", "Purchase", "pos.sale", "Checkout Completed".
+	OrderEvents []string
+	// RevenueProperties are tried in order for an order's value. Default
+	// "revenue", "total", "value".
+	RevenueProperties []string
+	// ContactEvents are track event names (or prefixes ending in "*") of
+	// contact-center interactions. Default "contact.*", "Call *",
+	// "Chat *"; any event on the contact_center channel counts too.
+	ContactEvents []string
+	// VisitEvents are event names (prefixes with "*") that count as a
+	// visit to the event's site, besides orders. Default "presence.enter",
+	// "Store Visit".
+	VisitEvents []string
+}
+
+// DefaultRules returns the default Rules.
+func DefaultRules() Rules {
+	return Rules{}.withDefaults()
+}
+
+func (r Rules) withDefaults() Rules {
+	if len(r.OrderEvents) == 0 {
+		r.OrderEvents = []string{"Order Completed", "Purchase", "pos.sale", "Checkout Completed"}
+	}
+	if len(r.RevenueProperties) == 0 {
+		r.RevenueProperties = []string{"revenue", "total", "value"}
+	}
+	if len(r.ContactEvents) == 0 {
+		r.ContactEvents = []string{"contact.*", "Call *", "Chat *"}
+	}
+	if len(r.VisitEvents) == 0 {
+		r.VisitEvents = []string{"presence.enter", "Store Visit"}
+	}
+	return r
+}
+
+func matchAny(pats []string, name string) bool {
+	for _, p := range pats {
+		if strings.HasSuffix(p, "*") {
+			if strings.HasPrefix(name, p[:len(p)-1]) {
+				return true
+			}
+		} else if p == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Classifier applies Rules to events.
+type Classifier struct{ r Rules }
+
+// NewClassifier returns a classifier for r (defaults applied).
+func NewClassifier(r Rules) *Classifier { return &Classifier{r: r.withDefaults()} }
+
+// IsOrder reports whether e is a purchase and returns its value.
+func (c *Classifier) IsOrder(e *protocol.Event) (float64, bool) {
+	if e.Type != protocol.TypeTrack || !matchAny(c.r.OrderEvents, e.Name) {
+		return 0, false
+	}
+	for _, k := range c.r.RevenueProperties {
+		switch v := e.Properties[k].(type) {
+		case float64:
+			return v, true
+		case int64:
+			return float64(v), true
+		}
+	}
+	return 0, true
+}
+
+// Apply folds event e into p. identifiers are the identifiers that resolved
+// to p (they are added to p's set by the caller, not here).
+func (c *Classifier) Apply(p *Profile, e *protocol.Event) {
+	at := e.OccurredAt
+	st := Stamp{At: at, EventID: e.ID}
+	cp := &p.Computed
+	if cp.FirstSeen.IsZero() || at.Before(cp.FirstSeen) {
+		cp.FirstSeen = at
+	}
+	if at.After(cp.LastSeen) {
+		cp.LastSeen = at
+	}
+	cp.Events++
+	if e.Channel != "" {
+		if cp.Channels == nil {
+			cp.Channels = make(map[string]int64)
+		}
+		cp.Channels[e.Channel]++
+	}
+	value, isOrder := c.IsOrder(e)
+	if isOrder {
+		cp.Orders++
+		cp.Revenue += MoneyOf(value)
+		if at.After(cp.LastPurchaseAt) {
+			cp.LastPurchaseAt = at
+		}
+	}
+	site := e.Source.Site
+	if site != "" && (isOrder || matchAny(c.r.VisitEvents, e.Name)) {
+		if cp.SiteVisits == nil {
+			cp.SiteVisits = make(map[string]int64)
+		}
+		cp.SiteVisits[site]++
+	}
+	if e.Channel == protocol.ChannelContactCenter || (e.Type == protocol.TypeTrack && matchAny(c.r.ContactEvents, e.Name)) {
+		ct := &Contact{Channel: e.Channel, Stamp: st}
+		if r, ok := e.Properties["reason"].(string); ok {
+			ct.Reason = r
+		}
+		if cp.LastContact == nil || ct.After(cp.LastContact.Stamp) {
+			cp.LastContact = ct
+		}
+	}
+	for k, v := range e.Traits {
+		t := Trait{Value: v, Channel: e.Channel, Site: site, Stamp: st}
+		if p.Traits == nil {
+			p.Traits = make(map[string]Trait)
+		}
+		if old, ok := p.Traits[k]; !ok || t.After(old.Stamp) {
+			p.Traits[k] = t
+		}
+	}
+	for k, g := range e.Consent {
+		cs := Consent{Granted: g, Channel: e.Channel, Stamp: st}
+		if p.Consent == nil {
+			p.Consent = make(map[string]Consent)
+		}
+		if old, ok := p.Consent[k]; !ok || cs.After(old.Stamp) {
+			p.Consent[k] = cs
+		}
+	}
+	if e.ReceivedAt.After(p.UpdatedAt) {
+		p.UpdatedAt = e.ReceivedAt
+	}
+}
+
+// Merge folds src into dst. dst keeps its ID; identifiers are united.
+func Merge(dst, src *Profile) {
+	for _, id := range src.Identifiers {
+		dst.AddIdentifier(id)
+	}
+	for k, t := range src.Traits {
+		if dst.Traits == nil {
+			dst.Traits = make(map[string]Trait)
+		}
+		if old, ok := dst.Traits[k]; !ok || t.After(old.Stamp) {
+			dst.Traits[k] = t
+		}
+	}
+	for k, c := range src.Consent {
+		if dst.Consent == nil {
+			dst.Consent = make(map[string]Consent)
+		}
+		if old, ok := dst.Consent[k]; !ok || c.After(old.Stamp) {
+			dst.Consent[k] = c
+		}
+	}
+	a, b := &dst.Computed, &src.Computed
+	if !b.FirstSeen.IsZero() && (a.FirstSeen.IsZero() || b.FirstSeen.Before(a.FirstSeen)) {
+		a.FirstSeen = b.FirstSeen
+	}
+	if b.LastSeen.After(a.LastSeen) {
+		a.LastSeen = b.LastSeen
+	}
+	a.Events += b.Events
+	a.Orders += b.Orders
+	a.Revenue += b.Revenue
+	if b.LastPurchaseAt.After(a.LastPurchaseAt) {
+		a.LastPurchaseAt = b.LastPurchaseAt
+	}
+	a.SiteVisits = addCounts(a.SiteVisits, b.SiteVisits)
+	a.Channels = addCounts(a.Channels, b.Channels)
+	if b.LastContact != nil && (a.LastContact == nil || b.LastContact.After(a.LastContact.Stamp)) {
+		c := *b.LastContact
+		a.LastContact = &c
+	}
+	if src.CreatedAt.Before(dst.CreatedAt) {
+		dst.CreatedAt = src.CreatedAt
+	}
+	if src.UpdatedAt.After(dst.UpdatedAt) {
+		dst.UpdatedAt = src.UpdatedAt
+	}
+}
+
+func addCounts(a, b map[string]int64) map[string]int64 {
+	if len(b) == 0 {
+		return a
+	}
+	if a == nil {
+		a = make(map[string]int64, len(b))
+	}
+	for k, v := range b {
+		a[k] += v
+	}
+	return a
+}
+
+// AddIdentifier adds id unless present, keeping the list sorted.
+func (p *Profile) AddIdentifier(id protocol.Identifier) bool {
+	i, found := slices.BinarySearchFunc(p.Identifiers, id, CompareIdentifiers)
+	if found {
+		return false
+	}
+	p.Identifiers = slices.Insert(p.Identifiers, i, id)
+	return true
+}
+
+// CompareIdentifiers orders identifiers by type, then value.
+func CompareIdentifiers(a, b protocol.Identifier) int {
+	if c := cmp.Compare(a.Type, b.Type); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Value, b.Value)
+}
+
+// Derived are computed traits that depend on the time of reading.
+type Derived struct {
+	AverageOrderValue float64 `json:"average_order_value"`
+	FavouriteSite     string  `json:"favourite_site,omitempty"`
+	// Recency, Frequency and Monetary are scores from 1 (low) to 5 (high);
+	// RFM is their concatenation, such as "545".
+	Recency   int    `json:"recency_score"`
+	Frequency int    `json:"frequency_score"`
+	Monetary  int    `json:"monetary_score"`
+	RFM       string `json:"rfm"`
+	// DaysSincePurchase is -1 for a profile without orders.
+	DaysSincePurchase int `json:"days_since_purchase"`
+}
+
+// RFMThresholds are the lower bounds of scores 2, 3, 4 and 5. Recency is in
+// days (lower is better, so its bounds are upper bounds), frequency in
+// orders, monetary in revenue.
+type RFMThresholds struct {
+	RecencyDays [4]int
+	Frequency   [4]int64
+	Monetary    [4]float64
+}
+
+// DefaultRFM suits a retailer with monthly customers.
+var DefaultRFM = RFMThresholds{
+	RecencyDays: [4]int{180, 90, 30, 7},
+	Frequency:   [4]int64{2, 3, 5, 10},
+	Monetary:    [4]float64{50, 150, 500, 1500},
+}
+
+// Derive computes the read-time traits of p at now.
+func Derive(p *Profile, now time.Time, th RFMThresholds) Derived {
+	c := &p.Computed
+	d := Derived{DaysSincePurchase: -1}
+	if c.Orders > 0 {
+		d.AverageOrderValue = math.Round(c.Revenue.Float()/float64(c.Orders)*100) / 100
+	}
+	var best int64
+	for site, n := range c.SiteVisits {
+		if n > best || (n == best && site < d.FavouriteSite) {
+			best, d.FavouriteSite = n, site
+		}
+	}
+	d.Recency, d.Frequency, d.Monetary = 1, 1, 1
+	if !c.LastPurchaseAt.IsZero() {
+		days := int(now.Sub(c.LastPurchaseAt).Hours() / 24)
+		if days < 0 {
+			days = 0
+		}
+		d.DaysSincePurchase = days
+		for i, b := range th.RecencyDays {
+			if days <= b {
+				d.Recency = i + 2
+			}
+		}
+	}
+	for i, b := range th.Frequency {
+		if c.Orders >= b {
+			d.Frequency = i + 2
+		}
+	}
+	for i, b := range th.Monetary {
+		if c.Revenue.Float() >= b {
+			d.Monetary = i + 2
+		}
+	}
+	d.RFM = string([]byte{byte('0' + d.Recency), byte('0' + d.Frequency), byte('0' + d.Monetary)})
+	return d
+}
+
+// Money is an amount in ten-thousandths of the currency unit. Integer sums
+// are exact and independent of order, which float sums are not.
+type Money int64
+
+// MoneyOf converts a float amount, rounding to the nearest ten-thousandth.
+func MoneyOf(f float64) Money {
+	if math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 1e14 {
+		return 0
+	}
+	return Money(math.Round(f * 10000))
+}
+
+// Float returns m in currency units.
+func (m Money) Float() float64 { return float64(m) / 10000 }
+
+// MarshalJSON writes m as a decimal number.
+func (m Money) MarshalJSON() ([]byte, error) {
+	return strconv.AppendFloat(nil, m.Float(), 'f', -1, 64), nil
+}

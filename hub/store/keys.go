@@ -1,0 +1,87 @@
+package store
+
+import (
+	"encoding/binary"
+	"time"
+
+	"github.com/unico-cdp/unico/protocol"
+)
+
+// Key layout. Every key starts with one byte naming its table.
+//
+//	e <event id>                               → event (protocol.MarshalEvent)
+//	n <type> 0 <value>                         → node: the identifier's profile and flags
+//	p <profile id>                             → profile record
+//	t <profile id> 0 <occurred ns:8> <event id> → timeline entry (empty value)
+//	x <type> 0 <value> 0 <event id>             → cross reference: the identifier is in an
+//	                                             event held by another profile
+//	m <profile id> 0 <seq:8>                   → merge record
+//	r <profile id>                             → id of the profile it was merged into
+//	s <tenant> 0 <edge>                        → edge state
+//	c <name>                                   → counter (8 bytes)
+const (
+	tEvent    = 'e'
+	tNode     = 'n'
+	tProfile  = 'p'
+	tTimeline = 't'
+	tCross    = 'x'
+	tMerge    = 'm'
+	tRedirect = 'r'
+	tEdge     = 's'
+	tCounter  = 'c'
+)
+
+func eventKey(id string) []byte { return append([]byte{tEvent}, id...) }
+
+func identKey(table byte, x protocol.Identifier) []byte {
+	k := make([]byte, 0, 2+len(x.Type)+len(x.Value))
+	k = append(k, table)
+	k = append(k, x.Type...)
+	k = append(k, 0)
+	return append(k, x.Value...)
+}
+
+func nodeKey(x protocol.Identifier) []byte { return identKey(tNode, x) }
+
+func crossPrefix(x protocol.Identifier) []byte { return append(identKey(tCross, x), 0) }
+
+func crossKey(x protocol.Identifier, eventID string) []byte {
+	return append(crossPrefix(x), eventID...)
+}
+
+func profileKey(id string) []byte { return append([]byte{tProfile}, id...) }
+
+func timelinePrefix(pid string) []byte {
+	k := append([]byte{tTimeline}, pid...)
+	return append(k, 0)
+}
+
+func timelineKey(pid string, at time.Time, eventID string) []byte {
+	k := timelinePrefix(pid)
+	k = binary.BigEndian.AppendUint64(k, uint64(at.UnixNano()))
+	return append(k, eventID...)
+}
+
+// timelineEventID returns the event id of a timeline key of pid.
+func timelineEventID(pid string, k []byte) string {
+	return string(k[len(pid)+2+8:])
+}
+
+func mergePrefix(pid string) []byte {
+	k := append([]byte{tMerge}, pid...)
+	return append(k, 0)
+}
+
+func mergeKey(pid string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(mergePrefix(pid), seq)
+}
+
+func redirectKey(pid string) []byte { return append([]byte{tRedirect}, pid...) }
+
+func edgeKey(tenant, edge string) []byte {
+	k := append([]byte{tEdge}, tenant...)
+	k = append(k, 0)
+	return append(k, edge...)
+}
+
+func counterKey(name string) []byte { return append([]byte{tCounter}, name...) }

@@ -1,0 +1,309 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/unico-cdp/unico/hub/profile"
+	"github.com/unico-cdp/unico/protocol"
+)
+
+// maxRedirects bounds how many merged-away ids a lookup follows.
+const maxRedirects = 32
+
+// View is a profile as the API shows it.
+type View struct {
+	profile.Profile
+	// Conflicted is true when some link of this profile was refused by a
+	// rule; its merge history says which.
+	Conflicted bool `json:"conflicted"`
+	// Derived are the read-time computed traits (RFM, average order value,
+	// favourite site).
+	Derived profile.Derived `json:"derived"`
+	// RequestedID is set when the id asked for was merged into this one.
+	RequestedID string `json:"requested_id,omitempty"`
+}
+
+func (s *Store) view(rec *record, requested string) *View {
+	v := &View{Profile: rec.P, Conflicted: rec.Conflicted, Derived: profile.Derive(&rec.P, s.opts.Now(), profile.DefaultRFM)}
+	if requested != rec.P.ID {
+		v.RequestedID = requested
+	}
+	if v.Identifiers == nil {
+		v.Identifiers = []protocol.Identifier{}
+	}
+	return v
+}
+
+// Profile returns the profile with id, following merges: asking for a
+// profile that was merged into another returns the other.
+func (s *Store) Profile(id string) (*View, error) {
+	var v *View
+	err := s.db.View(func(txn *badger.Txn) error {
+		rec, err := s.resolveID(txn, id)
+		if err != nil {
+			return err
+		}
+		v = s.view(rec, id)
+		return nil
+	})
+	return v, err
+}
+
+func (s *Store) resolveID(txn *badger.Txn, id string) (*record, error) {
+	for range maxRedirects {
+		rec, err := readRecord(txn, id)
+		if err == nil {
+			return rec, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+		item, err := txn.Get(redirectKey(id))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil, ErrNotFound
+		}
+		if err != nil {
+			return nil, err
+		}
+		next, err := item.ValueCopy(nil)
+		if err != nil {
+			return nil, err
+		}
+		if len(next) == 0 {
+			return nil, ErrNotFound
+		}
+		id = string(next)
+	}
+	return nil, fmt.Errorf("profile %s: redirect chain longer than %d: %w", id, maxRedirects, ErrNotFound)
+}
+
+// Lookup returns the profile holding identifier x.
+func (s *Store) Lookup(x protocol.Identifier) (*View, error) {
+	var v *View
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(nodeKey(x))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		var n node
+		if err := item.Value(func(b []byte) error { return msgpack.Unmarshal(b, &n) }); err != nil {
+			return err
+		}
+		if n.P == "" {
+			return ErrNotFound
+		}
+		rec, err := s.resolveID(txn, n.P)
+		if err != nil {
+			return err
+		}
+		v = s.view(rec, rec.P.ID)
+		return nil
+	})
+	return v, err
+}
+
+// IdentifierInfo says what the store knows of one identifier.
+type IdentifierInfo struct {
+	protocol.Identifier
+	ProfileID string `json:"profile_id,omitempty"`
+	Shared    bool   `json:"shared"`
+	Isolated  bool   `json:"isolated"`
+}
+
+// Identifier returns what the store knows of x.
+func (s *Store) Identifier(x protocol.Identifier) (IdentifierInfo, error) {
+	info := IdentifierInfo{Identifier: x}
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(nodeKey(x))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		var n node
+		if err := item.Value(func(b []byte) error { return msgpack.Unmarshal(b, &n) }); err != nil {
+			return err
+		}
+		info.ProfileID, info.Shared, info.Isolated = n.P, n.Shared, n.Isolated
+		return nil
+	})
+	return info, err
+}
+
+// Page is a cursor for paged listings: pass Next back as the cursor.
+type Page struct {
+	Next string `json:"next,omitempty"`
+}
+
+// Events returns up to limit events of profile id, newest first, starting
+// after cursor (from a previous Page.Next; empty for the newest).
+func (s *Store) Events(id, cursor string, limit int) ([]protocol.Event, Page, error) {
+	var out []protocol.Event
+	var page Page
+	err := s.db.View(func(txn *badger.Txn) error {
+		rec, err := s.resolveID(txn, id)
+		if err != nil {
+			return err
+		}
+		prefix := timelinePrefix(rec.P.ID)
+		opts := badger.DefaultIteratorOptions
+		opts.Reverse = true
+		opts.Prefix = prefix
+		opts.PrefetchValues = false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		seek := append(bytes.Clone(prefix), 0xff)
+		if cursor != "" {
+			seek = append(bytes.Clone(prefix), cursor...)
+		}
+		it.Seek(seek)
+		if cursor != "" && it.ValidForPrefix(prefix) && bytes.Equal(it.Item().Key()[len(prefix):], []byte(cursor)) {
+			it.Next()
+		}
+		for ; it.ValidForPrefix(prefix); it.Next() {
+			k := it.Item().Key()
+			if len(out) >= limit {
+				page.Next = string(lastKeyOf(out, prefix, rec.P.ID))
+				break
+			}
+			eid := string(k[len(prefix)+8:])
+			item, err := txn.Get(eventKey(eid))
+			if err != nil {
+				return fmt.Errorf("timeline event %s: %w", eid, err)
+			}
+			var e protocol.Event
+			if err := item.Value(func(b []byte) error { return protocol.UnmarshalEvent(b, &e) }); err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, page, err
+}
+
+// lastKeyOf returns the timeline cursor of the last event in out.
+func lastKeyOf(out []protocol.Event, prefix []byte, pid string) []byte {
+	e := out[len(out)-1]
+	return timelineKey(pid, e.OccurredAt, e.ID)[len(prefix):]
+}
+
+// Merges returns the merge history of profile id, oldest first.
+func (s *Store) Merges(id string) ([]MergeRecord, error) {
+	var out []MergeRecord
+	err := s.db.View(func(txn *badger.Txn) error {
+		rec, err := s.resolveID(txn, id)
+		if err != nil {
+			return err
+		}
+		prefix := mergePrefix(rec.P.ID)
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			var mr MergeRecord
+			if err := it.Item().Value(func(b []byte) error { return msgpack.Unmarshal(b, &mr) }); err != nil {
+				return err
+			}
+			out = append(out, mr)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Profiles lists profiles in id order, up to limit, after cursor.
+func (s *Store) Profiles(cursor string, limit int) ([]*View, Page, error) {
+	var out []*View
+	var page Page
+	err := s.db.View(func(txn *badger.Txn) error {
+		prefix := []byte{tProfile}
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		start := profileKey(cursor)
+		for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
+			id := string(it.Item().Key()[1:])
+			if cursor != "" && id == cursor {
+				continue
+			}
+			if len(out) == limit {
+				page.Next = out[len(out)-1].ID
+				break
+			}
+			rec := &record{}
+			if err := it.Item().Value(func(b []byte) error { return msgpack.Unmarshal(b, rec) }); err != nil {
+				return err
+			}
+			out = append(out, s.view(rec, rec.P.ID))
+		}
+		return nil
+	})
+	return out, page, err
+}
+
+// Edges lists the edges that have sent batches.
+func (s *Store) Edges() ([]EdgeState, error) {
+	var out []EdgeState
+	err := s.db.View(func(txn *badger.Txn) error {
+		prefix := []byte{tEdge}
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			var st EdgeState
+			if err := it.Item().Value(func(b []byte) error { return msgpack.Unmarshal(b, &st) }); err != nil {
+				return err
+			}
+			out = append(out, st)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Isolate splits identifier x off its profile (an admin's unmerge): x
+// forms a profile of its own and never links again, and the profiles of
+// its component are recomputed from their events.
+func (s *Store) Isolate(x protocol.Identifier) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	t := s.newTx()
+	defer t.discard()
+	n, err := t.node(x)
+	if err != nil {
+		return err
+	}
+	if n.P == "" && !n.Shared {
+		return ErrNotFound
+	}
+	n.Isolated = true
+	t.dirtyN[x] = true
+	c, err := t.gather([]protocol.Identifier{x}, nil)
+	if err != nil {
+		return fmt.Errorf("unmerge %s: %w", x, err)
+	}
+	if err := t.rewrite(c, "", "unmerge"); err != nil {
+		return err
+	}
+	return t.commit()
+}
+
+// Now returns the store's clock reading.
+func (s *Store) Now() time.Time { return s.opts.Now() }

@@ -1,0 +1,760 @@
+// Package store is the hub's durable profile store on Badger: it
+// deduplicates events by id, resolves their identifiers into profiles with
+// the rules of package identity, keeps each profile's traits, consent,
+// computed traits, event timeline and merge history, and answers queries.
+//
+// One goroutine writes at a time (Commit, Isolate); readers use Badger
+// snapshots and never block the writer. An event's effects are committed in
+// the same Badger transaction as the event itself, with SyncWrites, so a
+// batch acknowledged after Commit returns survives a crash, and a batch
+// replayed after a crash is recognised event by event as duplicates.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/unico-cdp/unico/hub/identity"
+	"github.com/unico-cdp/unico/hub/profile"
+	"github.com/unico-cdp/unico/protocol"
+)
+
+// ErrNotFound is returned when a profile or identifier is unknown.
+var ErrNotFound = errors.New("not found")
+
+// ErrClosed is returned by calls on a closed store.
+var ErrClosed = errors.New("store closed")
+
+// Options configures a Store. Zero fields take the documented defaults.
+type Options struct {
+	// Dir is the Badger directory. Required.
+	Dir string
+	// Identity rules; default identity.DefaultRules().
+	Identity *identity.Rules
+	// Profile rules (which events are orders, visits, contacts); default
+	// profile.DefaultRules().
+	Profile profile.Rules
+	// MaxTxnEvents is how many events share one Badger transaction (and
+	// one fsync). Default 256.
+	MaxTxnEvents int
+	// CacheBytes is Badger's block cache. Default 64 MiB.
+	CacheBytes int64
+	Logger     *slog.Logger
+	Now        func() time.Time
+}
+
+// node is what the store knows of one identifier.
+type node struct {
+	// P is the profile holding the identifier; empty for shared ones.
+	P        string `msgpack:"p,omitempty"`
+	Shared   bool   `msgpack:"s,omitempty"`
+	Isolated bool   `msgpack:"i,omitempty"`
+	// Seen holds hashes of the distinct values of each limited type seen
+	// with this identifier, at most SharedAfter+1 of each.
+	Seen map[string][]uint64 `msgpack:"d,omitempty"`
+}
+
+// record is a stored profile.
+type record struct {
+	P profile.Profile `msgpack:"p"`
+	// Conflicted profiles are an end of a refused link: any event touching
+	// them re-partitions their component.
+	Conflicted bool   `msgpack:"cf,omitempty"`
+	MergeSeq   uint64 `msgpack:"mq,omitempty"`
+}
+
+// MergeRecord explains links that made a profile what it is.
+type MergeRecord struct {
+	At time.Time `msgpack:"at" json:"at"`
+	// EventID is the event that caused the change.
+	EventID string `msgpack:"ev" json:"event_id"`
+	// Reason is "linked" (incremental link), "repartition" (the component
+	// was recomputed after a conflict), "unmerge" (an admin split an
+	// identifier off) or "component_too_large".
+	Reason string `msgpack:"r" json:"reason"`
+	// Absorbed lists profiles merged into this one.
+	Absorbed []string `msgpack:"ab,omitempty" json:"absorbed,omitempty"`
+	// Links are the identifier links made or refused, with their events.
+	Links []identity.Decision `msgpack:"l,omitempty" json:"links"`
+}
+
+// EdgeState is what the hub knows of one edge.
+type EdgeState struct {
+	Tenant      string    `msgpack:"tn" json:"tenant"`
+	Edge        string    `msgpack:"ed" json:"edge"`
+	LastBatchAt time.Time `msgpack:"lb" json:"last_batch_at"`
+	LastSeq     uint64    `msgpack:"ls" json:"last_seq"`
+	Events      int64     `msgpack:"ev" json:"events"`
+	Duplicates  int64     `msgpack:"du" json:"duplicates"`
+	// Backlog is the edge's queue depth as it reported in its last batch.
+	Backlog int64 `msgpack:"bl" json:"backlog"`
+}
+
+// Stats are the store's counters since open (totals persist).
+type Stats struct {
+	Profiles     int64 `json:"profiles"`
+	Events       int64 `json:"events"`
+	Duplicates   int64 `json:"duplicates_since_start"`
+	Merges       int64 `json:"merges_since_start"`
+	Repartitions int64 `json:"repartitions_since_start"`
+	Unresolved   int64 `json:"unresolved_events_since_start"`
+	TooLarge     int64 `json:"components_too_large_since_start"`
+}
+
+// Store is the hub's profile store.
+type Store struct {
+	db    *badger.DB
+	opts  Options
+	rules *identity.Rules
+	cls   *profile.Classifier
+	ids   *protocol.IDGen
+	log   *slog.Logger
+
+	mu     sync.Mutex // serialises writers
+	closed bool
+
+	profiles, events                                       atomic.Int64
+	duplicates, merges, repartitions, unresolved, tooLarge atomic.Int64
+}
+
+// Open opens or creates the store in opts.Dir.
+func Open(opts Options) (*Store, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("store: dir is required")
+	}
+	if opts.Identity == nil {
+		opts.Identity = identity.DefaultRules()
+	}
+	if opts.MaxTxnEvents <= 0 {
+		opts.MaxTxnEvents = 256
+	}
+	if opts.CacheBytes <= 0 {
+		opts.CacheBytes = 64 << 20
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	bo := badger.DefaultOptions(opts.Dir).
+		WithSyncWrites(true).
+		WithDetectConflicts(false).
+		WithMetricsEnabled(false).
+		WithNumVersionsToKeep(1).
+		WithBlockCacheSize(opts.CacheBytes).
+		WithValueThreshold(4 << 10).
+		WithLogger(badgerLogger{opts.Logger.With("component", "badger")})
+	db, err := badger.Open(bo)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", opts.Dir, err)
+	}
+	s := &Store{
+		db:    db,
+		opts:  opts,
+		rules: opts.Identity,
+		cls:   profile.NewClassifier(opts.Profile),
+		ids:   protocol.NewIDGen(opts.Now),
+		log:   opts.Logger.With("component", "store"),
+	}
+	if err := db.View(func(txn *badger.Txn) error {
+		p, err := getCounter(txn, "profiles")
+		if err != nil {
+			return err
+		}
+		e, err := getCounter(txn, "events")
+		s.profiles.Store(p)
+		s.events.Store(e)
+		return err
+	}); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	return s, nil
+}
+
+// Close closes Badger. It waits for a running Commit.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	return s.db.Close()
+}
+
+// Rules returns the identity rules in force.
+func (s *Store) Rules() *identity.Rules { return s.rules }
+
+// Stats returns the counters.
+func (s *Store) Stats() Stats {
+	return Stats{
+		Profiles: s.profiles.Load(), Events: s.events.Load(),
+		Duplicates: s.duplicates.Load(), Merges: s.merges.Load(),
+		Repartitions: s.repartitions.Load(), Unresolved: s.unresolved.Load(),
+		TooLarge: s.tooLarge.Load(),
+	}
+}
+
+// Result says what Commit did with a batch.
+type Result struct {
+	Accepted   int
+	Duplicates int
+}
+
+// Commit resolves and stores the events of b durably. When it returns nil,
+// every event is committed and fsynced (or was a duplicate of one that was).
+func (s *Store) Commit(ctx context.Context, b *protocol.Batch) (Result, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return Result{}, ErrClosed
+	}
+	var res Result
+	t := s.newTx()
+	defer t.discard()
+	for i := range b.Events {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		if t.n >= s.opts.MaxTxnEvents {
+			if err := t.commit(); err != nil {
+				return res, err
+			}
+			t = s.newTx()
+		}
+		dup, err := t.addEvent(&b.Events[i])
+		if err != nil {
+			return res, fmt.Errorf("event %q: %w", b.Events[i].ID, err)
+		}
+		if dup {
+			res.Duplicates++
+		} else {
+			res.Accepted++
+		}
+	}
+	if b.EdgeID != "" {
+		if err := t.updateEdge(b, res); err != nil {
+			return res, err
+		}
+	}
+	if err := t.commit(); err != nil {
+		return res, err
+	}
+	s.duplicates.Add(int64(res.Duplicates))
+	return res, nil
+}
+
+// tx is one Badger transaction with decoded nodes and profiles kept until
+// commit.
+type tx struct {
+	s        *Store
+	btx      *badger.Txn
+	nodes    map[protocol.Identifier]*node
+	dirtyN   map[protocol.Identifier]bool
+	profiles map[string]*record // nil value: deleted
+	dirtyP   map[string]bool
+	n        int // events added
+	dProf    int64
+	dEvents  int64
+	merges   int64
+	done     bool
+}
+
+func (s *Store) newTx() *tx {
+	return &tx{
+		s: s, btx: s.db.NewTransaction(true),
+		nodes: make(map[protocol.Identifier]*node), dirtyN: make(map[protocol.Identifier]bool),
+		profiles: make(map[string]*record), dirtyP: make(map[string]bool),
+	}
+}
+
+func (t *tx) discard() {
+	if !t.done {
+		t.btx.Discard()
+		t.done = true
+	}
+}
+
+func (t *tx) set(k, v []byte) error { return t.btx.Set(k, v) }
+
+func (t *tx) commit() error {
+	defer t.discard()
+	for x := range t.dirtyN {
+		b, err := msgpack.Marshal(t.nodes[x])
+		if err != nil {
+			return fmt.Errorf("encode node: %w", err)
+		}
+		if err := t.set(nodeKey(x), b); err != nil {
+			return fmt.Errorf("write node: %w", err)
+		}
+	}
+	for pid := range t.dirtyP {
+		rec := t.profiles[pid]
+		if rec == nil {
+			if err := t.btx.Delete(profileKey(pid)); err != nil {
+				return fmt.Errorf("delete profile: %w", err)
+			}
+			continue
+		}
+		b, err := msgpack.Marshal(rec)
+		if err != nil {
+			return fmt.Errorf("encode profile: %w", err)
+		}
+		if err := t.set(profileKey(pid), b); err != nil {
+			return fmt.Errorf("write profile: %w", err)
+		}
+	}
+	s := t.s
+	if t.dProf != 0 {
+		if err := addCounter(t.btx, "profiles", t.dProf); err != nil {
+			return err
+		}
+	}
+	if t.dEvents != 0 {
+		if err := addCounter(t.btx, "events", t.dEvents); err != nil {
+			return err
+		}
+	}
+	if err := t.btx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	t.done = true
+	s.profiles.Add(t.dProf)
+	s.events.Add(t.dEvents)
+	s.merges.Add(t.merges)
+	return nil
+}
+
+func (t *tx) node(x protocol.Identifier) (*node, error) {
+	if n, ok := t.nodes[x]; ok {
+		return n, nil
+	}
+	n := &node{}
+	item, err := t.btx.Get(nodeKey(x))
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("read node: %w", err)
+	default:
+		if err := item.Value(func(v []byte) error { return msgpack.Unmarshal(v, n) }); err != nil {
+			return nil, fmt.Errorf("decode node %s: %w", x, err)
+		}
+	}
+	t.nodes[x] = n
+	return n, nil
+}
+
+func (t *tx) profile(pid string) (*record, error) {
+	if r, ok := t.profiles[pid]; ok {
+		if r == nil {
+			return nil, ErrNotFound
+		}
+		return r, nil
+	}
+	r, err := readRecord(t.btx, pid)
+	if err != nil {
+		return nil, err
+	}
+	t.profiles[pid] = r
+	return r, nil
+}
+
+func readRecord(txn *badger.Txn, pid string) (*record, error) {
+	item, err := txn.Get(profileKey(pid))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read profile: %w", err)
+	}
+	r := &record{}
+	if err := item.Value(func(v []byte) error { return msgpack.Unmarshal(v, r) }); err != nil {
+		return nil, fmt.Errorf("decode profile %s: %w", pid, err)
+	}
+	return r, nil
+}
+
+func (t *tx) newProfile(at time.Time) *record {
+	r := &record{P: profile.Profile{ID: "p_" + t.s.ids.New(), CreatedAt: at}}
+	t.profiles[r.P.ID] = r
+	t.dirtyP[r.P.ID] = true
+	t.dProf++
+	return r
+}
+
+func (t *tx) deleteProfile(pid, into string) error {
+	t.profiles[pid] = nil
+	t.dirtyP[pid] = true
+	t.dProf--
+	if into != "" {
+		if err := t.set(redirectKey(pid), []byte(into)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *tx) loadEvent(id string) (*protocol.Event, error) {
+	item, err := t.btx.Get(eventKey(id))
+	if err != nil {
+		return nil, fmt.Errorf("read event %s: %w", id, err)
+	}
+	e := &protocol.Event{}
+	if err := item.Value(func(v []byte) error { return protocol.UnmarshalEvent(v, e) }); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// addEvent stores one event and resolves it. It reports whether the event
+// was a duplicate.
+func (t *tx) addEvent(e *protocol.Event) (bool, error) {
+	if e.ID == "" {
+		return false, errors.New("event without id")
+	}
+	if _, err := t.btx.Get(eventKey(e.ID)); err == nil {
+		return true, nil
+	} else if !errors.Is(err, badger.ErrKeyNotFound) {
+		return false, fmt.Errorf("dedupe: %w", err)
+	}
+	raw, err := protocol.MarshalEvent(e)
+	if err != nil {
+		return false, err
+	}
+	if err := t.set(eventKey(e.ID), raw); err != nil {
+		return false, fmt.Errorf("write event: %w", err)
+	}
+	t.n++
+	t.dEvents++
+	return false, t.resolve(e)
+}
+
+func hashValue(v string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(v))
+	return h.Sum64()
+}
+
+// resolve links e's identifiers and folds e into its profile.
+func (t *tx) resolve(e *protocol.Event) error {
+	r := t.s.rules
+	ids := r.Identifiers(e)
+	// Track co-occurrences; note identifiers that become shared.
+	becameShared := false
+	for _, x := range ids {
+		n, err := t.node(x)
+		if err != nil {
+			return err
+		}
+		th := r.Rule(x.Type).SharedAfter
+		if n.Shared || th == 0 {
+			continue
+		}
+		for _, y := range ids {
+			if y == x || !r.Limited(y.Type) {
+				continue
+			}
+			h := hashValue(y.Value)
+			if slices.Contains(n.Seen[y.Type], h) {
+				continue
+			}
+			if n.Seen == nil {
+				n.Seen = make(map[string][]uint64)
+			}
+			n.Seen[y.Type] = append(n.Seen[y.Type], h)
+			t.dirtyN[x] = true
+			if len(n.Seen[y.Type]) > th {
+				n.Shared, n.Seen = true, nil
+				becameShared = true
+				t.s.log.Info("identifier is shared, it no longer links", "identifier", x.String(), "event", e.ID)
+				break
+			}
+		}
+	}
+	var active []protocol.Identifier
+	var pids []string
+	need := becameShared
+	for _, x := range ids {
+		n := t.nodes[x]
+		if n.Shared {
+			continue
+		}
+		active = append(active, x)
+		if n.Isolated {
+			need = true
+		}
+		if n.P != "" && !slices.Contains(pids, n.P) {
+			pids = append(pids, n.P)
+		}
+	}
+	if !need {
+		counts := make(map[string]int)
+		seen := make(map[protocol.Identifier]bool)
+		for _, pid := range pids {
+			rec, err := t.profile(pid)
+			if err != nil {
+				return fmt.Errorf("profile %s of a node: %w", pid, err)
+			}
+			if rec.Conflicted {
+				need = true
+			}
+			for _, x := range rec.P.Identifiers {
+				seen[x] = true
+				if r.Limited(x.Type) {
+					counts[x.Type]++
+				}
+			}
+		}
+		for _, x := range active {
+			if !seen[x] && r.Limited(x.Type) {
+				counts[x.Type]++
+			}
+		}
+		for typ, c := range counts {
+			if c > r.Rule(typ).MaxPerProfile {
+				need = true
+			}
+		}
+	}
+	if len(active) == 0 && !need {
+		t.s.unresolved.Add(1)
+		return nil
+	}
+	if need {
+		err := t.repartition(e, ids)
+		if errors.Is(err, errTooLarge) {
+			t.s.tooLarge.Add(1)
+			t.s.log.Warn("identity component too large to re-partition; event attached without new links", "event", e.ID, "limit", r.MaxComponentEvents)
+			return t.attachOnly(e, active)
+		}
+		return err
+	}
+	return t.link(e, active, pids)
+}
+
+// link is the incremental path: no rule is violated, so the event's
+// profiles merge and its new identifiers join them.
+func (t *tx) link(e *protocol.Event, active []protocol.Identifier, pids []string) error {
+	at := t.s.opts.Now().UTC()
+	var surv *record
+	var others []*record
+	for _, pid := range pids {
+		rec, err := t.profile(pid)
+		if err != nil {
+			return err
+		}
+		others = append(others, rec)
+	}
+	slices.SortFunc(others, func(a, b *record) int {
+		if c := a.P.CreatedAt.Compare(b.P.CreatedAt); c != 0 {
+			return c
+		}
+		return compareStrings(a.P.ID, b.P.ID)
+	})
+	if len(others) == 0 {
+		surv = t.newProfile(at)
+	} else {
+		surv, others = others[0], others[1:]
+	}
+	mr := MergeRecord{At: at, EventID: e.ID, Reason: identity.ReasonLinked}
+	anchor := active[0]
+	before := make(map[protocol.Identifier]bool, len(surv.P.Identifiers))
+	for _, x := range surv.P.Identifiers {
+		before[x] = true
+	}
+	for _, o := range others {
+		if err := t.absorb(surv, o); err != nil {
+			return err
+		}
+		mr.Absorbed = append(mr.Absorbed, o.P.ID)
+	}
+	for _, x := range active {
+		n := t.nodes[x]
+		if n.P != surv.P.ID {
+			n.P = surv.P.ID
+			t.dirtyN[x] = true
+		}
+		surv.P.AddIdentifier(x)
+		if x != anchor && (!before[x] || !before[anchor]) {
+			mr.Links = append(mr.Links, identity.Decision{EventID: e.ID, A: anchor, B: x, Linked: true, Reason: identity.ReasonLinked})
+		}
+	}
+	if len(mr.Absorbed) > 0 || len(mr.Links) > 0 {
+		if err := t.addMerge(surv, mr); err != nil {
+			return err
+		}
+	}
+	if len(others) > 0 {
+		t.merges += int64(len(others))
+	}
+	return t.own(surv, e)
+}
+
+// own folds e into rec and writes its timeline entry.
+func (t *tx) own(rec *record, e *protocol.Event) error {
+	t.s.cls.Apply(&rec.P, e)
+	t.dirtyP[rec.P.ID] = true
+	return t.set(timelineKey(rec.P.ID, e.OccurredAt, e.ID), nil)
+}
+
+func (t *tx) addMerge(rec *record, mr MergeRecord) error {
+	b, err := msgpack.Marshal(&mr)
+	if err != nil {
+		return fmt.Errorf("encode merge: %w", err)
+	}
+	rec.MergeSeq++
+	t.dirtyP[rec.P.ID] = true
+	return t.set(mergeKey(rec.P.ID, rec.MergeSeq), b)
+}
+
+// absorb merges profile o into surv: identifiers, summaries, timeline and
+// merge history move; o's id redirects to surv.
+func (t *tx) absorb(surv, o *record) error {
+	profile.Merge(&surv.P, &o.P)
+	for _, x := range o.P.Identifiers {
+		n, err := t.node(x)
+		if err != nil {
+			return err
+		}
+		n.P = surv.P.ID
+		t.dirtyN[x] = true
+	}
+	if err := t.movePrefix(timelinePrefix(o.P.ID), func(k []byte) []byte {
+		return append(timelinePrefix(surv.P.ID), k[len(o.P.ID)+2:]...)
+	}); err != nil {
+		return err
+	}
+	var old []MergeRecord
+	if err := t.scan(mergePrefix(o.P.ID), func(k, v []byte) error {
+		var mr MergeRecord
+		if err := msgpack.Unmarshal(v, &mr); err != nil {
+			return err
+		}
+		old = append(old, mr)
+		return t.btx.Delete(k)
+	}); err != nil {
+		return err
+	}
+	for _, mr := range old {
+		if err := t.addMerge(surv, mr); err != nil {
+			return err
+		}
+	}
+	return t.deleteProfile(o.P.ID, surv.P.ID)
+}
+
+// scan calls fn for every key with prefix, in order, inside the
+// transaction (pending writes included). Keys and values are copies.
+func (t *tx) scan(prefix []byte, fn func(k, v []byte) error) error {
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = prefix
+	it := t.btx.NewIterator(opts)
+	var keys, vals [][]byte
+	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+		item := it.Item()
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			it.Close()
+			return err
+		}
+		keys = append(keys, item.KeyCopy(nil))
+		vals = append(vals, v)
+	}
+	it.Close()
+	for i := range keys {
+		if err := fn(keys[i], vals[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *tx) movePrefix(prefix []byte, rename func(k []byte) []byte) error {
+	return t.scan(prefix, func(k, v []byte) error {
+		if err := t.btx.Delete(k); err != nil {
+			return err
+		}
+		return t.set(rename(k), v)
+	})
+}
+
+func (t *tx) updateEdge(b *protocol.Batch, res Result) error {
+	k := edgeKey(b.Tenant, b.EdgeID)
+	st := EdgeState{Tenant: b.Tenant, Edge: b.EdgeID}
+	item, err := t.btx.Get(k)
+	if err == nil {
+		if err := item.Value(func(v []byte) error { return msgpack.Unmarshal(v, &st) }); err != nil {
+			return fmt.Errorf("decode edge state: %w", err)
+		}
+	} else if !errors.Is(err, badger.ErrKeyNotFound) {
+		return err
+	}
+	st.LastBatchAt = t.s.opts.Now().UTC()
+	if b.LastSeq > st.LastSeq {
+		st.LastSeq = b.LastSeq
+	}
+	st.Events += int64(res.Accepted)
+	st.Duplicates += int64(res.Duplicates)
+	st.Backlog = b.Backlog
+	v, err := msgpack.Marshal(&st)
+	if err != nil {
+		return err
+	}
+	return t.set(k, v)
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func getCounter(txn *badger.Txn, name string) (int64, error) {
+	item, err := txn.Get(counterKey(name))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	err = item.Value(func(v []byte) error {
+		if len(v) != 8 {
+			return fmt.Errorf("counter %s: bad length %d", name, len(v))
+		}
+		n = int64(beUint64(v))
+		return nil
+	})
+	return n, err
+}
+
+func addCounter(txn *badger.Txn, name string, d int64) error {
+	n, err := getCounter(txn, name)
+	if err != nil {
+		return err
+	}
+	return txn.Set(counterKey(name), beAppend(nil, uint64(n+d)))
+}
+
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error(fmt.Sprintf(f, a...)) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(fmt.Sprintf(f, a...)) }
+func (b badgerLogger) Infof(string, ...any)        {}
+func (b badgerLogger) Debugf(string, ...any)       {}

@@ -1,0 +1,238 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"pgregory.net/rapid"
+
+	"github.com/unico-cdp/unico/hub/identity"
+	"github.com/unico-cdp/unico/hub/profile"
+	"github.com/unico-cdp/unico/protocol"
+)
+
+func open(t testing.TB) *Store {
+	t.Helper()
+	s, err := Open(Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+var base = time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
+
+func order(id string, minute int, revenue float64, site string, ids ...protocol.Identifier) protocol.Event {
+	return protocol.Event{
+		ID: id, Type: protocol.TypeTrack, Name: "Order Completed", Channel: protocol.ChannelPOS,
+		Source: protocol.Source{Tenant: "t", Site: site, Edge: "e1"}, Identifiers: ids,
+		Properties: map[string]any{"revenue": revenue},
+		Traits:     map[string]any{"name": id},
+		Consent:    map[string]bool{"marketing": minute%2 == 0},
+		OccurredAt: base.Add(time.Duration(minute) * time.Minute), ReceivedAt: base,
+	}
+}
+
+func id(t, v string) protocol.Identifier { return protocol.Identifier{Type: t, Value: v} }
+
+// snapshot is the order-independent content of a store: each profile's
+// identifiers and summaries, keyed by its smallest identifier.
+type snapshot map[string]profileContent
+
+type profileContent struct {
+	Identifiers []protocol.Identifier
+	Traits      map[string]profile.Trait
+	Consent     map[string]profile.Consent
+	Computed    profile.Computed
+	Events      []string
+}
+
+func snap(t testing.TB, s *Store) snapshot {
+	t.Helper()
+	out := snapshot{}
+	cursor := ""
+	for {
+		views, page, err := s.Profiles(cursor, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range views {
+			evs, _, err := s.Events(v.ID, "", 100000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			for _, e := range evs {
+				ids = append(ids, e.ID)
+			}
+			slices.Sort(ids)
+			out[v.Identifiers[0].String()] = profileContent{v.Identifiers, v.Traits, v.Consent, v.Computed, ids}
+		}
+		if page.Next == "" {
+			return out
+		}
+		cursor = page.Next
+	}
+}
+
+func commit(t testing.TB, s *Store, evs ...protocol.Event) Result {
+	t.Helper()
+	res, err := s.Commit(context.Background(), &protocol.Batch{Tenant: "t", EdgeID: "e1", Events: evs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func TestStoreOrderIndependence(t *testing.T) {
+	types := []string{protocol.IDUserID, protocol.IDLoyaltyID, protocol.IDEmail, protocol.IDPhone, protocol.IDAnonymousID}
+	rapid.Check(t, func(rt *rapid.T) {
+		n := rapid.IntRange(1, 30).Draw(rt, "n")
+		var evs []protocol.Event
+		for i := 0; i < n; i++ {
+			k := rapid.IntRange(1, 3).Draw(rt, "k")
+			var ids []protocol.Identifier
+			for j := 0; j < k; j++ {
+				typ := rapid.SampledFrom(types).Draw(rt, "type")
+				ids = append(ids, id(typ, fmt.Sprintf("%s-%d", typ[:2], rapid.IntRange(0, 5).Draw(rt, "v"))))
+			}
+			evs = append(evs, order(fmt.Sprintf("e%03d", i), rapid.IntRange(0, 50).Draw(rt, "min"), float64(rapid.IntRange(1, 9999).Draw(rt, "rev"))/100, fmt.Sprintf("s%d", i%3), ids...))
+		}
+		a := open(t)
+		for _, e := range evs {
+			commit(t, a, e)
+		}
+		perm := rapid.Permutation(evs).Draw(rt, "perm")
+		dups := rapid.SliceOfN(rapid.SampledFrom(evs), 0, 8).Draw(rt, "dups")
+		b := open(t)
+		all := append(perm, dups...)
+		for len(all) > 0 {
+			k := min(len(all), rapid.IntRange(1, 5).Draw(rt, "batch"))
+			commit(t, b, all[:k]...)
+			all = all[k:]
+		}
+		sa, sb := snap(t, a), snap(t, b)
+		if diff := cmp.Diff(sa, sb); diff != "" {
+			rt.Fatalf("store content depends on arrival order (-in order +shuffled):\n%s", diff)
+		}
+		// And it is what Partition says for the whole set.
+		ptrs := make([]*protocol.Event, len(evs))
+		for i := range evs {
+			ptrs[i] = &evs[i]
+		}
+		res := identity.Partition(ptrs, a.Rules(), identity.Options{})
+		var want, got [][]protocol.Identifier
+		want = res.Groups
+		for _, pc := range sa {
+			got = append(got, pc.Identifiers)
+		}
+		slices.SortFunc(got, func(x, y []protocol.Identifier) int { return profile.CompareIdentifiers(x[0], y[0]) })
+		if diff := cmp.Diff(want, got); diff != "" {
+			rt.Fatalf("store partition differs from identity.Partition (-want +got):\n%s", diff)
+		}
+		if a.Stats().Events != int64(len(evs)) || b.Stats().Events != int64(len(evs)) {
+			rt.Fatalf("events counted %d and %d, want %d", a.Stats().Events, b.Stats().Events, len(evs))
+		}
+	})
+}
+
+func TestStoreStitchAndTotals(t *testing.T) {
+	s := open(t)
+	commit(t, s,
+		order("o1", 1, 10.10, "s1", id("anonymous_id", "web-1")),
+		order("o2", 2, 20.20, "s2", id("loyalty_id", "L1")),
+	)
+	commit(t, s, protocol.Event{ID: "i1", Type: protocol.TypeIdentify, Identifiers: []protocol.Identifier{id("anonymous_id", "web-1"), id("email", "ana@example.org")}, OccurredAt: base, ReceivedAt: base})
+	commit(t, s, protocol.Event{ID: "i2", Type: protocol.TypeIdentify, Identifiers: []protocol.Identifier{id("loyalty_id", "L1"), id("email", "ana@example.org")}, OccurredAt: base, ReceivedAt: base})
+	v, err := s.Lookup(id("email", "ana@example.org"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Identifiers) != 3 || v.Computed.Orders != 2 || v.Computed.Revenue != profile.MoneyOf(30.30) || v.Computed.Events != 4 {
+		t.Fatalf("profile = %+v", v)
+	}
+	if s.Stats().Profiles != 1 {
+		t.Fatalf("profiles = %d, want 1", s.Stats().Profiles)
+	}
+	merges, err := s.Merges(v.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var linkEvents []string
+	for _, m := range merges {
+		for _, l := range m.Links {
+			linkEvents = append(linkEvents, l.EventID)
+		}
+	}
+	slices.Sort(linkEvents)
+	if diff := cmp.Diff([]string{"i1", "i2"}, linkEvents); diff != "" {
+		t.Fatalf("merge history events (-want +got):\n%s", diff)
+	}
+	// Duplicates do not count twice.
+	res := commit(t, s, order("o1", 1, 10.10, "s1", id("anonymous_id", "web-1")))
+	if res.Duplicates != 1 || res.Accepted != 0 {
+		t.Fatalf("replay: %+v", res)
+	}
+	v, _ = s.Lookup(id("email", "ana@example.org"))
+	if v.Computed.Orders != 2 {
+		t.Fatalf("orders after replay = %d", v.Computed.Orders)
+	}
+}
+
+func TestStoreSharedCardAndUnmerge(t *testing.T) {
+	s := open(t)
+	for i := 0; i < 10; i++ {
+		commit(t, s, order(fmt.Sprintf("o%d", i), i, 5, "s1", id("loyalty_id", "STORE-GENERIC"), id("email", fmt.Sprintf("c%d@example.org", i))))
+	}
+	if got := s.Stats().Profiles; got != 10 {
+		t.Fatalf("profiles = %d, want 10 (a shared card must not fuse customers)", got)
+	}
+	info, err := s.Identifier(id("loyalty_id", "STORE-GENERIC"))
+	if err != nil || !info.Shared {
+		t.Fatalf("store card: %+v, %v", info, err)
+	}
+	// Unmerge: a phone wrongly linked to a customer is split off.
+	commit(t, s, order("p1", 30, 7, "s1", id("email", "c1@example.org"), id("phone", "+447700900001")))
+	v, _ := s.Lookup(id("email", "c1@example.org"))
+	if len(v.Identifiers) != 2 {
+		t.Fatalf("before unmerge: %v", v.Identifiers)
+	}
+	if err := s.Isolate(id("phone", "+447700900001")); err != nil {
+		t.Fatal(err)
+	}
+	v, _ = s.Lookup(id("email", "c1@example.org"))
+	pv, _ := s.Lookup(id("phone", "+447700900001"))
+	if len(v.Identifiers) != 1 || pv == nil || pv.ID == v.ID {
+		t.Fatalf("after unmerge: %v / %v", v, pv)
+	}
+	// The event that carried both stays with the strongest identifier.
+	if v.Computed.Orders != 2 {
+		t.Fatalf("orders of c1 after unmerge = %d, want 2", v.Computed.Orders)
+	}
+}
+
+func TestStoreSurvivesReopen(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit(t, s, order("o1", 1, 10, "s1", id("email", "a@b.co"), id("loyalty_id", "L9")))
+	s.Close()
+	s, err = Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if st := s.Stats(); st.Profiles != 1 || st.Events != 1 {
+		t.Fatalf("stats after reopen: %+v", st)
+	}
+	if res := commit(t, s, order("o1", 1, 10, "s1", id("email", "a@b.co"))); res.Duplicates != 1 {
+		t.Fatalf("dedupe after reopen: %+v", res)
+	}
+}
