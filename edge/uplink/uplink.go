@@ -1,0 +1,480 @@
+// Package uplink is the edge agent's forwarder. It drains the durable event
+// queue to the hub over MQTT: it reads queued events from the head, packs
+// them into batches, publishes them at QoS 1 with a window of batches in
+// flight, and deletes events from the queue only when the hub's
+// application-level ack says they are durably committed at the hub.
+//
+// Delivery is at-least-once. A paho publish token completing is never taken
+// as proof of delivery (a token can complete although the broker never got
+// the message, and brokers drop from full queues). On every (re)connect the
+// forwarder forgets what it had in flight and resends from the first event
+// the hub has not acked; the hub deduplicates by event id.
+//
+// Ack statuses from the hub:
+//   - ok: the batch's range is deleted from the queue and the window slides.
+//   - retry: the batch and everything after it are resent after a backoff.
+//   - rejected: the hub cannot decode or validate the batch. The forwarder
+//     never deletes or skips events the hub has not committed, since
+//     skipping a poison batch would silently lose the good events around it.
+//     It logs at error level, counts the rejection (Stats.Rejected and the
+//     logs are what an operator watches) and keeps resending the batch every
+//     MaxBackoff. Forwarding of this edge stalls until the hub accepts it or
+//     an operator intervenes.
+package uplink
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/unico-cdp/unico/protocol"
+)
+
+// Errors that end a connection; Run logs them and reconnects.
+var (
+	// ErrAckTimeout means no ack arrived within AckTimeout while batches
+	// were in flight.
+	ErrAckTimeout = errors.New("no ack from hub within AckTimeout")
+	// ErrConnectionLost means the MQTT connection dropped.
+	ErrConnectionLost = errors.New("mqtt connection lost")
+	// ErrConnect means connecting or subscribing to the broker failed.
+	ErrConnect = errors.New("mqtt connect failed")
+)
+
+// ErrRunning is returned by Run when the forwarder is already running.
+var ErrRunning = errors.New("uplink already running")
+
+// Record is one queued event as the forwarder needs it.
+type Record struct {
+	Seq uint64
+	// Data is the event encoded with protocol.MarshalEvent; it is put
+	// into the batch without decoding.
+	Data []byte
+}
+
+// Source is the durable queue the forwarder drains (the edge agent adapts
+// edge/queue's Queue to it). The forwarder calls Read and Ack from one
+// goroutine and Wait from another.
+type Source interface {
+	// Read returns queued records with Seq >= from in seq order, at most
+	// maxEvents and about maxBytes of Data, at least one when any is queued.
+	Read(from uint64, maxEvents, maxBytes int) ([]Record, error)
+	// Wait blocks until a record with Seq >= seq is queued or ctx is done.
+	Wait(ctx context.Context, seq uint64) error
+	// Ack deletes the records with first <= Seq <= last, durably.
+	Ack(first, last uint64) error
+}
+
+// Forwarder drains a Source to the hub. Create it with New and start it
+// with Run.
+type Forwarder struct {
+	cfg    Config
+	src    Source
+	log    *slog.Logger
+	broker broker
+	tlsc   *tls.Config
+
+	batchTopic string
+	ackTopic   string
+
+	running atomic.Bool
+
+	// Statistics, read by Stats and the Prometheus collectors.
+	connected       atomic.Bool
+	lastAckAt       atomic.Int64 // unix nanoseconds, 0 before the first ack
+	batchesSent     atomic.Uint64
+	eventsForwarded atomic.Uint64
+	resends         atomic.Uint64
+	rejected        atomic.Uint64
+	reconnects      atomic.Uint64
+	inFlight        atomic.Int64
+
+	collectors collectorSet
+
+	// Owned by the Run goroutine.
+	floor       uint64 // lowest seq not known to be acked: the resume point
+	highestSent uint64 // highest LastSeq ever published
+	sentAny     bool
+}
+
+// New validates cfg and returns a Forwarder that drains src. A nil logger
+// discards logs. Invalid config returns an error wrapping ErrConfig that
+// names the field.
+func New(cfg Config, logger *slog.Logger, src Source) (*Forwarder, error) {
+	if src == nil {
+		return nil, fmt.Errorf("%w: source: nil", ErrConfig)
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	b, err := parseBrokerURL(cfg.BrokerURL)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Username != "" {
+		b.username = cfg.Username
+	}
+	if cfg.Password != "" {
+		b.password = cfg.Password.Reveal()
+	}
+	tc, err := cfg.tlsConfig(b)
+	if err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	f := &Forwarder{
+		cfg:        cfg,
+		src:        src,
+		log:        logger.With("component", "uplink"),
+		broker:     b,
+		tlsc:       tc,
+		batchTopic: protocol.BatchTopic(cfg.Tenant, cfg.EdgeID),
+		ackTopic:   protocol.AckTopic(cfg.Tenant, cfg.EdgeID),
+	}
+	f.collectors = newCollectors(f)
+	return f, nil
+}
+
+// Run forwards until ctx is cancelled, reconnecting with capped exponential
+// backoff and jitter after every connection failure. It returns nil on
+// cancellation and ErrRunning if already running. Source errors are
+// logged and retried like connection errors: the forwarder never gives up on
+// the queue while ctx is live.
+func (f *Forwarder) Run(ctx context.Context) error {
+	if !f.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	defer f.running.Store(false)
+	attempt := 0
+	for {
+		progressed, err := f.session(ctx)
+		f.connected.Store(false)
+		f.inFlight.Store(0)
+		if ctx.Err() != nil {
+			f.log.Info("uplink stopped")
+			return nil
+		}
+		if progressed {
+			attempt = 0
+		}
+		d := f.backoff(attempt)
+		attempt++
+		f.log.Warn("uplink disconnected, reconnecting", "err", err, "retry_in", d, "resume_seq", f.floor)
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			f.log.Info("uplink stopped")
+			return nil
+		case <-t.C:
+		}
+		f.reconnects.Add(1)
+	}
+}
+
+// backoff returns the delay before retry number attempt (0-based): MinBackoff
+// doubled per attempt, capped at MaxBackoff, with "equal jitter" (a uniform
+// random value in [d/2, d]) so that many edges restarting together spread
+// their reconnects.
+func (f *Forwarder) backoff(attempt int) time.Duration {
+	d := f.cfg.MaxBackoff
+	if attempt < 32 {
+		if e := f.cfg.MinBackoff << attempt; e > 0 && e < d {
+			d = e
+		}
+	}
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// batch is one published batch awaiting the hub's ack.
+type batch struct {
+	first, last uint64
+	events      int
+	tok         mqtt.Token
+	acked       bool
+}
+
+// connect dials the broker and subscribes to the ack topic and the extra
+// subscriptions. The ack handler only copies the payload into acks; it never
+// blocks and never calls paho.
+func (f *Forwarder) connect(acks chan<- []byte, lost chan<- error) (mqtt.Client, error) {
+	opts := mqtt.NewClientOptions().
+		AddBroker(f.broker.url).
+		SetClientID(f.cfg.ClientID).
+		// CleanSession is safe: the broker's and paho's session stores
+		// are not durable queues anyway. Badger is the only store of
+		// record, and every connection resends from its first unacked
+		// event and resubscribes.
+		SetCleanSession(true).
+		// Our own reconnect loop: on reconnect paho would complete the
+		// old publish tokens and resend in arbitrary order.
+		SetAutoReconnect(false).
+		SetConnectRetry(false).
+		SetKeepAlive(f.cfg.KeepAlive).
+		SetPingTimeout(f.cfg.WriteTimeout).
+		SetWriteTimeout(f.cfg.WriteTimeout).
+		SetConnectTimeout(f.cfg.ConnectTimeout).
+		// Handlers run on their own goroutines so that a slow
+		// subscription handler cannot stall the network loop.
+		SetOrderMatters(false).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			select {
+			case lost <- err:
+			default:
+			}
+		})
+	if f.broker.username != "" {
+		opts.SetUsername(f.broker.username)
+		opts.SetPassword(f.broker.password)
+	}
+	if f.tlsc != nil {
+		opts.SetTLSConfig(f.tlsc.Clone())
+	}
+	c := mqtt.NewClient(opts)
+	tok := c.Connect()
+	if !tok.WaitTimeout(2*f.cfg.ConnectTimeout + time.Second) {
+		c.Disconnect(0)
+		return nil, fmt.Errorf("%w: %s: timeout", ErrConnect, f.broker.url)
+	}
+	if err := tok.Error(); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrConnect, f.broker.url, err)
+	}
+	subs := map[string]mqtt.MessageHandler{
+		f.ackTopic: func(_ mqtt.Client, m mqtt.Message) {
+			select {
+			case acks <- m.Payload():
+			default:
+				// Full only if the hub floods us; a lost ack is
+				// recovered by the watchdog's resend.
+				f.log.Warn("ack dropped: ack buffer full")
+			}
+		},
+	}
+	for topic, h := range f.cfg.Subscriptions {
+		subs[topic] = func(_ mqtt.Client, m mqtt.Message) { h(m.Payload()) }
+	}
+	for topic, h := range subs {
+		st := c.Subscribe(topic, 1, h)
+		if !st.WaitTimeout(f.cfg.ConnectTimeout) {
+			c.Disconnect(0)
+			return nil, fmt.Errorf("%w: subscribe %s: timeout", ErrConnect, topic)
+		}
+		if err := st.Error(); err != nil {
+			c.Disconnect(0)
+			return nil, fmt.Errorf("%w: subscribe %s: %w", ErrConnect, topic, err)
+		}
+		if q, ok := st.(*mqtt.SubscribeToken).Result()[topic]; ok && q >= 0x80 {
+			c.Disconnect(0)
+			return nil, fmt.Errorf("%w: subscribe %s: refused by broker", ErrConnect, topic)
+		}
+	}
+	return c, nil
+}
+
+// session runs one connection: connect, subscribe, then publish batches
+// from the resume point and process acks until an error or ctx is done.
+// progressed reports whether the hub acked anything.
+func (f *Forwarder) session(ctx context.Context) (progressed bool, err error) {
+	acks := make(chan []byte, 4*f.cfg.Window+64)
+	lost := make(chan error, 1)
+	c, err := f.connect(acks, lost)
+	if err != nil {
+		return false, err
+	}
+	defer c.Disconnect(0)
+	f.connected.Store(true)
+	f.log.Info("uplink connected", "broker", f.broker.url, "resume_seq", f.floor)
+
+	var (
+		window         []batch
+		next           = f.floor
+		pauseUntil     time.Time
+		lastAckOrStart time.Time // watchdog reference
+		retries        int       // consecutive retry/rejected answers
+		waiting        bool
+		events         [][]byte
+		wake           = make(chan struct{}, 1)
+		wg             sync.WaitGroup
+	)
+	wctx, wcancel := context.WithCancel(ctx)
+	defer func() {
+		wcancel()
+		wg.Wait()
+	}()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+
+	for {
+		now := f.cfg.Now()
+		// Fill the window.
+		for len(window) < f.cfg.Window && !now.Before(pauseUntil) {
+			recs, err := f.src.Read(next, f.cfg.MaxBatchEvents, f.cfg.MaxBatchBytes)
+			if err != nil {
+				return progressed, fmt.Errorf("read queue from seq %d: %w", next, err)
+			}
+			if len(recs) == 0 {
+				if !waiting {
+					waiting = true
+					wg.Add(1)
+					go func(seq uint64) {
+						defer wg.Done()
+						_ = f.src.Wait(wctx, seq)
+						select {
+						case wake <- struct{}{}:
+						default:
+						}
+					}(next)
+				}
+				break
+			}
+			events = events[:0]
+			for i := range recs {
+				events = append(events, recs[i].Data)
+			}
+			b := batch{first: recs[0].Seq, last: recs[len(recs)-1].Seq, events: len(recs)}
+			payload, err := protocol.MarshalRawBatch(f.cfg.Tenant, f.cfg.EdgeID, b.first, b.last, now, events)
+			if err != nil {
+				return progressed, fmt.Errorf("encode batch %d-%d: %w", b.first, b.last, err)
+			}
+			b.tok = c.Publish(f.batchTopic, 1, false, payload)
+			if len(window) == 0 {
+				lastAckOrStart = now
+			}
+			window = append(window, b)
+			next = b.last + 1
+			f.batchesSent.Add(1)
+			if f.sentAny && b.first <= f.highestSent {
+				f.resends.Add(1)
+			}
+			f.sentAny = true
+			f.highestSent = max(f.highestSent, b.last)
+		}
+		f.inFlight.Store(int64(len(window)))
+
+		// A failed publish ends the connection; a successful token
+		// proves nothing and is ignored.
+		for i := range window {
+			select {
+			case <-window[i].tok.Done():
+				if err := window[i].tok.Error(); err != nil {
+					return progressed, fmt.Errorf("publish batch %d-%d: %w", window[i].first, window[i].last, err)
+				}
+			default:
+			}
+		}
+
+		// Watchdog.
+		wait := time.Second
+		if len(window) > 0 {
+			left := lastAckOrStart.Add(f.cfg.AckTimeout).Sub(now)
+			if left <= 0 {
+				return progressed, fmt.Errorf("%w: %d batches in flight from seq %d", ErrAckTimeout, len(window), window[0].first)
+			}
+			wait = min(wait, left)
+		}
+		if now.Before(pauseUntil) {
+			wait = min(wait, pauseUntil.Sub(now))
+		}
+		timer.Reset(wait)
+
+		select {
+		case <-ctx.Done():
+			return progressed, ctx.Err()
+		case err := <-lost:
+			return progressed, fmt.Errorf("%w: %w", ErrConnectionLost, err)
+		case <-wake:
+			waiting = false
+		case <-timer.C:
+		case p := <-acks:
+			for {
+				var a protocol.Ack
+				if err := protocol.Unmarshal(p, &a, protocol.Limits{MaxPayload: 64 << 10}); err != nil {
+					f.log.Warn("ignoring undecodable ack", "err", err)
+				} else if a.EdgeID != f.cfg.EdgeID {
+					f.log.Warn("ignoring ack for another edge", "edge", a.EdgeID)
+				} else {
+					window, next, pauseUntil, retries, err = f.handleAck(a, window, next, pauseUntil, retries)
+					if err != nil {
+						return progressed, err
+					}
+					if a.Status == protocol.AckOK {
+						progressed = true
+						lastAckOrStart = f.cfg.Now()
+					}
+				}
+				select {
+				case p = <-acks:
+					continue
+				default:
+				}
+				break
+			}
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+// handleAck applies one ack from the hub to the window.
+func (f *Forwarder) handleAck(a protocol.Ack, window []batch, next uint64, pauseUntil time.Time, retries int) ([]batch, uint64, time.Time, int, error) {
+	i := -1
+	for j := range window {
+		if window[j].first == a.FirstSeq && window[j].last == a.LastSeq {
+			i = j
+			break
+		}
+	}
+	if i < 0 {
+		// An ack for a batch of an earlier connection or a duplicate.
+		f.log.Debug("ignoring ack for no batch in flight", "first", a.FirstSeq, "last", a.LastSeq, "status", a.Status)
+		return window, next, pauseUntil, retries, nil
+	}
+	now := f.cfg.Now()
+	switch a.Status {
+	case protocol.AckOK:
+		if !window[i].acked {
+			if err := f.src.Ack(a.FirstSeq, a.LastSeq); err != nil {
+				return window, next, pauseUntil, retries, fmt.Errorf("ack queue %d-%d: %w", a.FirstSeq, a.LastSeq, err)
+			}
+			window[i].acked = true
+			f.eventsForwarded.Add(uint64(window[i].events))
+			f.lastAckAt.Store(now.UnixNano())
+		}
+		for len(window) > 0 && window[0].acked {
+			f.floor = window[0].last + 1
+			window = window[1:]
+		}
+		return window, next, pauseUntil, 0, nil
+	case protocol.AckRejected:
+		f.rejected.Add(1)
+		d := f.cfg.MaxBackoff
+		f.log.Error("hub rejected batch; events kept, resending after backoff",
+			"first", a.FirstSeq, "last", a.LastSeq, "hub_error", a.Error, "retry_in", d, "rejected_total", f.rejected.Load())
+		return window[:i], a.FirstSeq, now.Add(d), retries + 1, nil
+	default:
+		if a.Status != protocol.AckRetry {
+			f.log.Warn("unknown ack status, treating as retry", "status", a.Status)
+		}
+		d := f.backoff(retries)
+		f.log.Info("hub asked to retry batch", "first", a.FirstSeq, "last", a.LastSeq, "hub_error", a.Error, "retry_in", d)
+		return window[:i], a.FirstSeq, now.Add(d), retries + 1, nil
+	}
+}
