@@ -12,8 +12,8 @@ package profile
 import (
 	"cmp"
 	"math"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
