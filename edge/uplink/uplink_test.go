@@ -162,6 +162,10 @@ func TestCollectors(t *testing.T) {
 // ends empty.
 func TestForwardAll(t *testing.T) {
 	addr, _ := startBroker(t)
+	testForwardAll(t, addr)
+}
+
+func testForwardAll(t *testing.T, addr string) {
 	r := startResponder(t, addr, ackAll)
 	src := newMemSource()
 	src.add(t, 6000)
