@@ -14,5 +14,7 @@ func TestMain(m *testing.M) {
 		// A stopped fasthttp worker pool's cleaner notices the stop only
 		// after its current sleep (MaxIdleWorkerDuration, 10s).
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
+		// Likewise the benchmark client's idle-connection cleaner.
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
 	)
 }
