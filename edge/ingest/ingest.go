@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -301,6 +302,16 @@ type apiError struct {
 var okBody = []byte(`{"success":true}`)
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	// fasthttp does not recover panics; one in a handler (an Extra route,
+	// the Status function) must not take the agent and its queue down.
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("handler panic", "path", string(ctx.Path()), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			ctx.ResetBody()
+			ctx.Response.Header.Del("Retry-After")
+			writeJSON(ctx, fasthttp.StatusInternalServerError, apiError{Error: "internal error"})
+		}
+	}()
 	start := time.Now()
 	path := string(ctx.Path())
 	if ep, ok := ingestPaths[path]; ok {

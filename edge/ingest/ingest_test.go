@@ -79,6 +79,7 @@ func TestEndpoints(t *testing.T) {
 		{name: "track without event", method: "POST", path: "/v1/track", hdr: auth, body: `{"userId":"u1"}`, wantCode: 400, wantField: "event", wantNErrs: 1},
 		{name: "message too large", method: "POST", path: "/v1/track", hdr: auth, body: fat, wantCode: 413},
 		{name: "batch over body limit", method: "POST", path: "/v1/batch", hdr: auth, body: big, wantCode: 413},
+		{name: "body over transport limit", method: "POST", path: "/v1/batch", hdr: auth, body: strings.Repeat(" ", 700<<10), wantCode: 413},
 		{name: "batch just over decoded limit", method: "POST", path: "/v1/batch", hdr: auth, body: `{"batch":[{"type":"track","userId":"u1","event":"A"}],"pad":"` + strings.Repeat("p", 500<<10) + `"}`, wantCode: 413},
 		{name: "GET on ingest", method: "GET", path: "/v1/batch", hdr: auth, wantCode: 405},
 		{name: "POST on healthz", method: "POST", path: "/healthz", wantCode: 405},
@@ -161,6 +162,18 @@ func TestBadBatchListsEveryError(t *testing.T) {
 	}
 	if n := len(app.events()); n != 0 {
 		t.Errorf("stored %d events of a rejected batch", n)
+	}
+}
+
+func TestPanicInExtraHandler(t *testing.T) {
+	ts := startServer(t, Config{Extra: map[string]fasthttp.RequestHandler{
+		"/v1/boom": func(*fasthttp.RequestCtx) { panic("boom") },
+	}}, &memAppender{})
+	if r := ts.do(t, "GET", "/v1/boom", nil, nil); r.code != 500 {
+		t.Fatalf("code %d: %s", r.code, r.body)
+	}
+	if r := ts.do(t, "GET", "/healthz", nil, nil); r.code != 200 {
+		t.Fatalf("healthz after a panic: %d", r.code)
 	}
 }
 
