@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -407,13 +408,17 @@ func (f *Forwarder) session(ctx context.Context) (progressed bool, err error) {
 				} else if a.EdgeID != f.cfg.EdgeID {
 					f.log.Warn("ignoring ack for another edge", "edge", a.EdgeID)
 				} else {
+					matched := slices.ContainsFunc(window, func(b batch) bool { return b.first == a.FirstSeq && b.last == a.LastSeq })
 					window, next, pauseUntil, retries, err = f.handleAck(a, window, next, pauseUntil, retries)
 					if err != nil {
 						return progressed, err
 					}
-					if a.Status == protocol.AckOK {
-						progressed = true
+					if matched {
+						// Any answer from the hub for a batch in
+						// flight shows the path works: the watchdog
+						// restarts.
 						lastAckOrStart = f.cfg.Now()
+						progressed = progressed || a.Status == protocol.AckOK
 					}
 				}
 				select {
