@@ -306,55 +306,129 @@ func checkMsgpack(b []byte, maxDepth int) error {
 	}
 }
 
-// Minimum encoded sizes of one batch event and one profile snapshot. Real
-// encodings are much larger (an Event always carries id, ty, src, oa and ra:
-// at least 31 bytes); the bound only stops a payload of one-byte elements
-// from making the decoder allocate a few hundred bytes per payload byte.
-const (
-	minEventBytes   = 8
-	minProfileBytes = 8
+// A shape describes where a message holds arrays of structs that are large
+// in memory but can be written in one byte each (a nil or an empty map):
+// Batch.Events, ProfileSnapshot.Offers, the Identifiers of events,
+// profiles and commands. msgpack decodes a struct from a map or from an
+// array of exactly as many values as it has fields, so a shape knows both
+// the field's key and its position.
+type shape struct {
+	fields int
+	arrays []arrayField
+}
+
+type arrayField struct {
+	key   string
+	index int
+	// cost is the payload bytes each element is charged; with elements of
+	// at most 32*cost bytes in memory, a payload that passes cannot make
+	// the decoder allocate much more than 32 times its size.
+	cost int
+	elem *shape
+}
+
+var (
+	eventShape    = &shape{fields: 14, arrays: []arrayField{{key: "ids", index: 5, cost: 2}}}
+	batchShape    = &shape{fields: 6, arrays: []arrayField{{key: "ev", index: 5, cost: 16, elem: eventShape}}}
+	profileShape  = &shape{fields: 9, arrays: []arrayField{{key: "ids", index: 2, cost: 2}, {key: "of", index: 7, cost: 2}}}
+	snapshotShape = &shape{fields: 4, arrays: []arrayField{{key: "pf", index: 3, cost: 8, elem: profileShape}}}
+	commandShape  = &shape{fields: 5, arrays: []arrayField{{key: "ids", index: 3, cost: 2}}}
 )
 
 // checkElementDensity bounds, before msgpack allocates anything, the arrays
-// whose elements are large structs: Batch.Events and
-// SnapshotBatch.Profiles. Both messages must be encoded as maps (as Marshal
-// does); the arrays under "ev" and "pf" (all of them, should a key repeat)
-// may hold at most one element per minEventBytes or minProfileBytes of
-// payload, and a batch at most MaxBatchEvents events. b must have passed
-// checkMsgpack.
+// of large structs described by m's shape: their elements together may not
+// cost more than the payload's size, and a batch may not hold more than
+// MaxBatchEvents events. b must have passed checkMsgpack.
 func checkElementDensity(b []byte, m Message) error {
-	var key string
-	var minBytes int
+	var sh *shape
 	switch m.(type) {
 	case *Batch:
-		key, minBytes = "ev", minEventBytes
+		sh = batchShape
 	case *SnapshotBatch:
-		key, minBytes = "pf", minProfileBytes
+		sh = snapshotShape
+	case *Command:
+		sh = commandShape
 	default:
 		return nil
 	}
-	n, i, ok := readContainerHeader(b, 0, true)
-	if !ok {
-		return fmt.Errorf("%w: %s must be a map", ErrMalformed, m.Kind())
+	var d densityWalk
+	d.b = b
+	d.walk(0, sh, true)
+	if d.events > MaxBatchEvents {
+		return fmt.Errorf("%d events, limit %d: %w", d.events, MaxBatchEvents, ErrTooLarge)
 	}
-	total := 0
-	for range n {
-		k, next, isStr := readStr(b, i)
-		if isStr && k == key {
-			cnt, _, isArr := readContainerHeader(b, next, false)
-			if isArr {
-				total += cnt
-			}
-		}
-		i = skipValue(b, next)
-	}
-	if _, isBatch := m.(*Batch); isBatch && total > MaxBatchEvents {
-		return fmt.Errorf("%d events, limit %d: %w", total, MaxBatchEvents, ErrTooLarge)
-	}
-	if total > len(b)/minBytes {
-		return fmt.Errorf("%w: %d %s elements in %d bytes", ErrMalformed, total, key, len(b))
+	if d.cost > len(b) {
+		return fmt.Errorf("%w: arrays of %d elements too dense for %d bytes", ErrMalformed, d.elems, len(b))
 	}
 	return nil
+}
+
+// checkEventDensity is checkElementDensity for a bare event.
+func checkEventDensity(b []byte) error {
+	d := densityWalk{b: b}
+	d.walk(0, eventShape, false)
+	if d.cost > len(b) {
+		return fmt.Errorf("%w: arrays of %d elements too dense for %d bytes", ErrMalformed, d.elems, len(b))
+	}
+	return nil
+}
+
+type densityWalk struct {
+	b      []byte
+	cost   int
+	elems  int
+	events int // elements of top-level "ev" arrays
+}
+
+// walk charges the arrays of the struct value at b[i] and returns the
+// offset after it.
+func (d *densityWalk) walk(i int, sh *shape, top bool) int {
+	if n, next, ok := readContainerHeader(d.b, i, true); ok {
+		for range n {
+			k, vi, isStr := readStr(d.b, next)
+			if !isStr {
+				vi = skipValue(d.b, next)
+			}
+			next = d.field(vi, sh, func(a *arrayField) bool { return isStr && a.key == k }, top)
+		}
+		return next
+	}
+	if n, next, ok := readContainerHeader(d.b, i, false); ok && n == sh.fields {
+		for idx := range n {
+			next = d.field(next, sh, func(a *arrayField) bool { return a.index == idx }, top)
+		}
+		return next
+	}
+	return skipValue(d.b, i)
+}
+
+// field charges the value at b[i] if it is one of sh's arrays and returns
+// the offset after it.
+func (d *densityWalk) field(i int, sh *shape, match func(*arrayField) bool, top bool) int {
+	for ai := range sh.arrays {
+		a := &sh.arrays[ai]
+		if !match(a) {
+			continue
+		}
+		n, next, ok := readContainerHeader(d.b, i, false)
+		if !ok {
+			break
+		}
+		d.cost += n * a.cost
+		d.elems += n
+		if top && a.key == "ev" {
+			d.events += n
+		}
+		for range n {
+			if a.elem != nil {
+				next = d.walk(next, a.elem, false)
+			} else {
+				next = skipValue(d.b, next)
+			}
+		}
+		return next
+	}
+	return skipValue(d.b, i)
 }
 
 // readContainerHeader reads a map (wantMap) or array header at b[i] and

@@ -31,9 +31,16 @@ func FuzzSegmentDecode(f *testing.F) {
 	})
 }
 
+// fataler is what *testing.T and *rapid.T share.
+type fataler interface {
+	Fatalf(format string, args ...any)
+}
+
 // checkDecodeResult asserts what every Mapper.Decode result must satisfy.
-func checkDecodeResult(t *testing.T, ep Endpoint, evs []Event, err error) {
-	t.Helper()
+func checkDecodeResult(t fataler, ep Endpoint, evs []Event, err error) {
+	if h, ok := t.(interface{ Helper() }); ok {
+		h.Helper()
+	}
 	if err != nil {
 		var verr *ValidationError
 		if !errors.As(err, &verr) {

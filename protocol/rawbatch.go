@@ -26,6 +26,9 @@ func UnmarshalEvent(b []byte, e *Event) error {
 	if err := checkMsgpack(b, DefaultMaxDepth); err != nil {
 		return fmt.Errorf("event: %w", err)
 	}
+	if err := checkEventDensity(b); err != nil {
+		return fmt.Errorf("event: %w", err)
+	}
 	if err := safeUnmarshal(b, e); err != nil {
 		return fmt.Errorf("event: %w: %w", ErrMalformed, err)
 	}
