@@ -37,6 +37,12 @@ func (s *Store) view(rec *record, requested string) *View {
 	if v.Identifiers == nil {
 		v.Identifiers = []protocol.Identifier{}
 	}
+	if v.Traits == nil {
+		v.Traits = map[string]profile.Trait{}
+	}
+	if v.Consent == nil {
+		v.Consent = map[string]profile.Consent{}
+	}
 	return v
 }
 

@@ -1,0 +1,121 @@
+// Command hub runs the Unico hub: the embedded MQTT broker (or a client of
+// an external one), batch intake, identity resolution, the profile store and
+// the HTTP API with the web UI. `hub import` loads customer records from a
+// CSV or JSON Lines file into a running hub.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/unico-cdp/unico/hub"
+	"github.com/unico-cdp/unico/hub/identity"
+	"github.com/unico-cdp/unico/internal/conf"
+	"github.com/unico-cdp/unico/internal/logging"
+)
+
+var version = "dev"
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "import" {
+		os.Exit(runImport(os.Args[2:]))
+	}
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("hub", flag.ContinueOnError)
+	var (
+		cfg        hub.Config
+		token      conf.Secret
+		brokerPass conf.Secret
+		rulesFile  string
+		logLevel   string
+		logFormat  string
+		check      bool
+		showVer    bool
+	)
+	fs.String(conf.ConfigFlag, "", "`file` of key = value lines (flag names without dashes)")
+	fs.StringVar(&cfg.DataDir, "data-dir", "./data/hub", "directory of the profile store")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", ":8090", "address of the HTTP API, metrics and web UI")
+	fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", ":1883", "address of the embedded MQTT broker (ignored with --broker-url)")
+	fs.StringVar(&cfg.BrokerURL, "broker-url", "", "use this external MQTT broker (`mqtt://host:port` or mqtts://) instead of the embedded one")
+	fs.Var(&token, "admin-token", "bearer token required by /api/v1/ (required)")
+	var brokerUser string
+	fs.StringVar(&brokerUser, "broker-user", "", "username edges must present to the embedded broker (empty: anonymous)")
+	fs.Var(&brokerPass, "broker-password", "password for --broker-user")
+	fs.StringVar(&rulesFile, "identity-rules", "", "JSON `file` of identity rules (default: built-in rules, see README)")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&logFormat, "log-format", "text", "text or json")
+	fs.BoolVar(&check, "check-config", false, "validate the configuration and exit")
+	fs.BoolVar(&showVer, "version", false, "print the version and exit")
+	fs.Usage = conf.Usage(fs, "UNICO")
+	if err := conf.Load(fs, args, "UNICO"); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, "hub:", err)
+		return 2
+	}
+	if showVer {
+		fmt.Println("hub", version)
+		return 0
+	}
+	log, err := logging.New(os.Stderr, logLevel, logFormat)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hub:", err)
+		return 2
+	}
+	cfg.AdminToken = token.Reveal()
+	if brokerUser != "" {
+		cfg.BrokerUsers = map[string]string{brokerUser: brokerPass.Reveal()}
+	}
+	if rulesFile != "" {
+		r, err := loadRules(rulesFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "hub:", err)
+			return 2
+		}
+		cfg.Identity = r
+	}
+	h, err := hub.New(cfg, log)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hub:", err)
+		return 2
+	}
+	if check {
+		fmt.Println("configuration ok")
+		return 0
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log.Info("starting hub", "version", version)
+	if err := h.Run(ctx); err != nil {
+		log.Error("hub failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func loadRules(name string) (*identity.Rules, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("identity-rules: %w", err)
+	}
+	r := identity.DefaultRules()
+	dec := json.NewDecoder(bytesReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(r); err != nil {
+		return nil, fmt.Errorf("identity-rules %s: %w", name, err)
+	}
+	if err := r.Compile(); err != nil {
+		return nil, fmt.Errorf("identity-rules %s: %w", name, err)
+	}
+	return r, nil
+}

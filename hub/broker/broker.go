@@ -1,0 +1,84 @@
+// Package broker runs the MQTT broker the hub embeds by default, so that a
+// single hub process is a complete deployment. Larger deployments point the
+// hub and the edges at an external broker (Mosquitto, EMQX) instead.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// Config configures the embedded broker.
+type Config struct {
+	// Users maps a username to its password. Empty allows anonymous
+	// clients (fine on loopback and for demos; give every edge its own
+	// credentials in production).
+	Users map[string]string
+	// MaxPacketBytes bounds one MQTT packet; default 16 MiB.
+	MaxPacketBytes uint32
+}
+
+// Broker is an embedded MQTT broker.
+type Broker struct {
+	srv *mqtt.Server
+	log *slog.Logger
+}
+
+// New returns a broker; it serves once Serve is called.
+func New(cfg Config, logger *slog.Logger) (*Broker, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxPacketBytes == 0 {
+		cfg.MaxPacketBytes = 16 << 20
+	}
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = cfg.MaxPacketBytes
+	caps.MaximumClientWritesPending = 64 << 10
+	srv := mqtt.New(&mqtt.Options{
+		Capabilities: caps,
+		Logger:       logger.With("component", "broker"),
+		InlineClient: false,
+	})
+	var err error
+	if len(cfg.Users) == 0 {
+		err = srv.AddHook(new(auth.AllowHook), nil)
+	} else {
+		ledger := &auth.Ledger{Users: auth.Users{}}
+		for u, p := range cfg.Users {
+			ledger.Users[u] = auth.UserRule{Username: auth.RString(u), Password: auth.RString(p)}
+		}
+		err = srv.AddHook(new(auth.Hook), &auth.Options{Ledger: ledger})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("broker auth: %w", err)
+	}
+	return &Broker{srv: srv, log: logger.With("component", "broker")}, nil
+}
+
+// Serve accepts MQTT clients on ln until ctx is cancelled, then closes the
+// broker and every client connection.
+func (b *Broker) Serve(ctx context.Context, ln net.Listener) error {
+	if err := b.srv.AddListener(listeners.NewNet("mqtt", ln)); err != nil {
+		return fmt.Errorf("broker listener: %w", err)
+	}
+	if err := b.srv.Serve(); err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	b.log.Info("broker listening", "addr", ln.Addr().String())
+	<-ctx.Done()
+	if err := b.srv.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("broker close: %w", err)
+	}
+	return nil
+}
+
+// Clients returns the number of connected clients.
+func (b *Broker) Clients() int { return b.srv.Clients.Len() }

@@ -1,0 +1,307 @@
+// Package intake consumes the edges' event batches from MQTT, commits them
+// to the profile store and answers each with an application-level ack.
+//
+// The ack is published only after the store has durably committed every
+// event of the batch, so an edge deletes nothing that the hub could still
+// lose. Transport is at-least-once: the same batch may arrive twice (a lost
+// ack, a reconnect); the store deduplicates by event id and the second
+// arrival is acked again. A batch that cannot be decoded or does not match
+// its topic is answered with a "rejected" ack, logged and counted; it never
+// stops intake for other edges.
+package intake
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/unico-cdp/unico/hub/store"
+	"github.com/unico-cdp/unico/protocol"
+)
+
+// Committer stores a batch durably.
+type Committer interface {
+	Commit(ctx context.Context, b *protocol.Batch) (store.Result, error)
+}
+
+// Config configures intake. Zero fields take the documented defaults.
+type Config struct {
+	// BrokerURL is mqtt://host:port or mqtts://host:port (also tcp://,
+	// ssl://); user:password in the URL authenticate.
+	BrokerURL string
+	// ClientID defaults to "unico-hub-<hostname>-<pid>".
+	ClientID string
+	// Shared subscribes through the shared subscription group so several
+	// hub workers split the edges; default true (set NoShare to disable).
+	NoShare bool
+	// Limits bound decoding; default protocol defaults.
+	Limits protocol.Limits
+	// QueueLen bounds decoded batches waiting for the store; default 32.
+	QueueLen int
+	// TLS configures mqtts; nil uses the system roots.
+	TLS *tls.Config
+	// ConnectTimeout defaults to 10s.
+	ConnectTimeout time.Duration
+}
+
+type work struct {
+	tenant, edge string
+	batch        *protocol.Batch
+	err          error
+	received     time.Time
+}
+
+// Intake is the hub's batch consumer.
+type Intake struct {
+	cfg    Config
+	store  Committer
+	log    *slog.Logger
+	client paho.Client
+	queue  chan work
+	done   chan struct{}
+
+	connected atomic.Bool
+
+	batches    *prometheus.CounterVec
+	ingested   prometheus.Counter
+	duplicates prometheus.Counter
+	commitDur  prometheus.Histogram
+	lag        prometheus.Histogram
+}
+
+// New validates cfg and returns an Intake; Run starts it. reg may be nil.
+func New(cfg Config, st Committer, reg prometheus.Registerer, logger *slog.Logger) (*Intake, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.QueueLen <= 0 {
+		cfg.QueueLen = 32
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 10 * time.Second
+	}
+	if cfg.ClientID == "" {
+		host, _ := os.Hostname()
+		cfg.ClientID = fmt.Sprintf("unico-hub-%s-%d", host, os.Getpid())
+	}
+	in := &Intake{
+		cfg: cfg, store: st, log: logger.With("component", "intake"),
+		queue: make(chan work, cfg.QueueLen), done: make(chan struct{}),
+		batches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "unico_hub_batches_total", Help: "Edge batches received, by result (ok, rejected, retry).",
+		}, []string{"result"}),
+		ingested: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "unico_hub_events_ingested_total", Help: "Events committed to the profile store.",
+		}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "unico_hub_events_deduplicated_total", Help: "Events received again and recognised by id.",
+		}),
+		commitDur: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "unico_hub_batch_commit_seconds", Help: "Time to resolve and durably commit one batch.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "unico_hub_batch_lag_seconds", Help: "Time from the edge sending a batch to its commit at the hub.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 18),
+		}),
+	}
+	opts, err := clientOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	opts.SetOnConnectHandler(in.onConnect)
+	opts.SetConnectionLostHandler(func(_ paho.Client, err error) {
+		in.connected.Store(false)
+		in.log.Warn("broker connection lost", "err", err)
+	})
+	in.client = paho.NewClient(opts)
+	if reg != nil {
+		for _, c := range []prometheus.Collector{in.batches, in.ingested, in.duplicates, in.commitDur, in.lag,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "unico_hub_broker_connected", Help: "1 while intake is connected to the broker."},
+				func() float64 {
+					if in.connected.Load() {
+						return 1
+					}
+					return 0
+				})} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register metrics: %w", err)
+			}
+		}
+	}
+	return in, nil
+}
+
+func clientOptions(cfg Config) (*paho.ClientOptions, error) {
+	u, err := url.Parse(cfg.BrokerURL)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("broker-url %q: want mqtt://host:port or mqtts://host:port", cfg.BrokerURL)
+	}
+	opts := paho.NewClientOptions()
+	switch strings.ToLower(u.Scheme) {
+	case "mqtt", "tcp":
+		opts.AddBroker("tcp://" + u.Host)
+	case "mqtts", "ssl", "tls":
+		opts.AddBroker("ssl://" + u.Host)
+		tc := cfg.TLS
+		if tc == nil {
+			tc = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		opts.SetTLSConfig(tc)
+	default:
+		return nil, fmt.Errorf("broker-url %q: unknown scheme %q", cfg.BrokerURL, u.Scheme)
+	}
+	if u.User != nil {
+		opts.SetUsername(u.User.Username())
+		if p, ok := u.User.Password(); ok {
+			opts.SetPassword(p)
+		}
+	}
+	opts.SetClientID(cfg.ClientID)
+	opts.SetCleanSession(true)
+	opts.SetOrderMatters(true)
+	opts.SetAutoReconnect(true)
+	opts.SetConnectRetry(true)
+	opts.SetConnectRetryInterval(time.Second)
+	opts.SetMaxReconnectInterval(10 * time.Second)
+	opts.SetKeepAlive(15 * time.Second)
+	opts.SetPingTimeout(10 * time.Second)
+	opts.SetWriteTimeout(10 * time.Second)
+	opts.SetConnectTimeout(cfg.ConnectTimeout)
+	return opts, nil
+}
+
+// onConnect (re)subscribes; it runs on paho's goroutine and must not block
+// on anything but the subscription itself.
+func (in *Intake) onConnect(c paho.Client) {
+	in.connected.Store(true)
+	filter := protocol.HubBatchFilter(!in.cfg.NoShare)
+	tok := c.Subscribe(filter, 1, in.onBatch)
+	go func() {
+		if !tok.WaitTimeout(in.cfg.ConnectTimeout) || tok.Error() != nil {
+			in.log.Error("subscribe failed; reconnecting", "filter", filter, "err", tok.Error())
+			c.Disconnect(0)
+			return
+		}
+		in.log.Info("subscribed", "filter", filter)
+	}()
+}
+
+// onBatch decodes a batch and queues it for the store. It blocks when the
+// queue is full, which pushes back on the broker connection.
+func (in *Intake) onBatch(_ paho.Client, m paho.Message) {
+	w := work{received: time.Now()}
+	tenant, edge, leaf, err := protocol.ParseTopic(m.Topic())
+	if err != nil || leaf != "batch" {
+		in.batches.WithLabelValues("rejected").Inc()
+		in.log.Warn("batch on an unexpected topic", "topic", m.Topic(), "err", err)
+		return
+	}
+	w.tenant, w.edge = tenant, edge
+	var b protocol.Batch
+	if err := protocol.Unmarshal(m.Payload(), &b, in.cfg.Limits); err != nil {
+		w.err = fmt.Errorf("decode: %w", err)
+	} else if b.EdgeID != edge || (b.Tenant != "" && b.Tenant != tenant) {
+		w.err = fmt.Errorf("batch names edge %q tenant %q on the topic of edge %q tenant %q", b.EdgeID, b.Tenant, edge, tenant)
+	} else if b.LastSeq < b.FirstSeq {
+		w.err = fmt.Errorf("sequence range %d-%d is reversed", b.FirstSeq, b.LastSeq)
+	} else {
+		if b.Tenant == "" {
+			b.Tenant = tenant
+		}
+		w.batch = &b
+	}
+	select {
+	case in.queue <- w:
+	case <-in.done:
+		// Shutting down: the edge resends what was not acked.
+	}
+}
+
+// Run connects and commits batches until ctx is cancelled.
+func (in *Intake) Run(ctx context.Context) error {
+	tok := in.client.Connect()
+	// With ConnectRetry the token completes once connected or on a fatal
+	// error; do not block shutdown on it.
+	go func() {
+		tok.Wait()
+		if err := tok.Error(); err != nil {
+			in.log.Error("broker connect failed", "err", err)
+		}
+	}()
+	defer func() {
+		close(in.done)
+		in.client.Disconnect(250)
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case w := <-in.queue:
+			in.handle(ctx, w)
+		}
+	}
+}
+
+func (in *Intake) handle(ctx context.Context, w work) {
+	ack := protocol.Ack{EdgeID: w.edge}
+	if w.err != nil {
+		ack.Status, ack.Error = protocol.AckRejected, w.err.Error()
+		in.batches.WithLabelValues("rejected").Inc()
+		in.log.Warn("batch rejected", "tenant", w.tenant, "edge", w.edge, "err", w.err)
+	} else {
+		b := w.batch
+		ack.FirstSeq, ack.LastSeq = b.FirstSeq, b.LastSeq
+		start := time.Now()
+		res, err := in.store.Commit(ctx, b)
+		in.commitDur.Observe(time.Since(start).Seconds())
+		switch {
+		case err != nil:
+			ack.Status, ack.Error = protocol.AckRetry, "commit failed"
+			in.batches.WithLabelValues("retry").Inc()
+			if !errors.Is(err, context.Canceled) {
+				in.log.Error("commit failed; the edge will resend", "edge", w.edge, "first", b.FirstSeq, "last", b.LastSeq, "err", err)
+			}
+		default:
+			ack.Status, ack.Accepted, ack.Duplicates = protocol.AckOK, res.Accepted, res.Duplicates
+			in.batches.WithLabelValues("ok").Inc()
+			in.ingested.Add(float64(res.Accepted))
+			in.duplicates.Add(float64(res.Duplicates))
+			if !b.SentAt.IsZero() {
+				in.lag.Observe(time.Since(b.SentAt).Seconds())
+			}
+		}
+	}
+	ack.AckedAt = time.Now().UTC()
+	payload, err := protocol.Marshal(&ack)
+	if err != nil {
+		in.log.Error("encode ack", "err", err)
+		return
+	}
+	// Not waiting on the token: a lost ack makes the edge resend, and the
+	// store recognises the events.
+	in.client.Publish(protocol.AckTopic(w.tenant, w.edge), 1, false, payload)
+}
+
+// Publish sends payload on topic with QoS 1 and waits up to timeout for
+// the broker's PUBACK.
+func (in *Intake) Publish(topic string, payload []byte, timeout time.Duration) error {
+	tok := in.client.Publish(topic, 1, false, payload)
+	if !tok.WaitTimeout(timeout) {
+		return fmt.Errorf("publish %s: timeout", topic)
+	}
+	return tok.Error()
+}
+
+// Connected reports whether intake is connected to the broker.
+func (in *Intake) Connected() bool { return in.connected.Load() }
