@@ -400,7 +400,13 @@ func (q *Queue) read(start uint64, maxEvents, maxBytes int) (recs []Record, corr
 				return errStop
 			}
 			if cap(arena)-len(arena) < len(data) {
-				arena = make([]byte, 0, max(len(data), 64<<10, min(maxBytes, 1<<20)))
+				// First guess: maxEvents records like this one; then
+				// doubling chunks. Earlier records keep their chunk.
+				want := min(maxBytes, (maxEvents-len(recs))*(len(data)+16), 1<<20)
+				if cap(arena) > 0 {
+					want = min(2*cap(arena), 1<<20)
+				}
+				arena = make([]byte, 0, max(len(data), want))
 			}
 			off := len(arena)
 			arena = append(arena, data...)
