@@ -1,0 +1,179 @@
+// Command edge-agent runs the Unico edge agent in a store, call center or
+// sensor gateway: Segment-compatible HTTP ingest, a durable Badger queue and
+// store-and-forward to the hub over MQTT.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/unico-cdp/unico/edge"
+	"github.com/unico-cdp/unico/edge/queue"
+	"github.com/unico-cdp/unico/internal/conf"
+	"github.com/unico-cdp/unico/internal/logging"
+	"github.com/unico-cdp/unico/protocol"
+)
+
+var version = "dev"
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+func run(args []string) int {
+	host, _ := os.Hostname()
+	fs := flag.NewFlagSet("edge-agent", flag.ContinueOnError)
+	var (
+		cfg                        edge.Config
+		writeKeys, overflow, rules string
+		hubPassword                conf.Secret
+		quota                      = conf.Bytes(queue.DefaultQuotaBytes)
+		maxMsg                     = conf.Bytes(protocol.DefaultMaxMessageBytes)
+		maxBatch                   = conf.Bytes(protocol.DefaultMaxBatchBytes)
+		logLevel, logFormat        string
+		check, showVersion         bool
+	)
+	fs.String(conf.ConfigFlag, "", "`file` of key = value lines (flag names without dashes)")
+	fs.StringVar(&cfg.DataDir, "data-dir", "./data/edge", "directory of the durable queue")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", ":8080", "address of the Segment-compatible HTTP API, /v1/status, /healthz and /metrics")
+	fs.StringVar(&cfg.Uplink.BrokerURL, "hub-url", "mqtt://127.0.0.1:1883", "the hub's MQTT broker: `mqtt://host:port` or mqtts://host:port (user:password@ allowed)")
+	fs.StringVar(&cfg.Uplink.Username, "hub-username", "", "MQTT username (overrides the URL's)")
+	fs.Var(&hubPassword, "hub-password", "MQTT password (overrides the URL's)")
+	fs.StringVar(&cfg.Uplink.CAFile, "hub-ca-file", "", "PEM `file` of CAs trusted for the broker's certificate (mqtts)")
+	fs.StringVar(&cfg.Uplink.CertFile, "hub-cert-file", "", "PEM client certificate `file` (mqtts)")
+	fs.StringVar(&cfg.Uplink.KeyFile, "hub-key-file", "", "PEM client key `file` (mqtts)")
+	fs.StringVar(&cfg.Tenant, "tenant", "default", "tenant (company) this edge belongs to")
+	fs.StringVar(&cfg.EdgeID, "edge-id", sanitize(host), "this edge's id, unique in the tenant ([A-Za-z0-9._-])")
+	fs.StringVar(&cfg.Site, "site", "", "store or site id stamped on events (default: the edge id)")
+	fs.StringVar(&writeKeys, "write-key", "", "accepted Segment write keys, comma-separated (empty: no authentication)")
+	fs.StringVar(&cfg.Ingest.Map.DefaultChannel, "default-channel", "server", "channel of events whose context.channel names none: pos, kiosk, web, app, contact_center, iot, server")
+	fs.StringVar(&cfg.Ingest.Map.DefaultCountryCode, "default-country-code", "", "calling code for national phone numbers, such as 44 or 39")
+	fs.StringVar(&rules, "identifier-rules", "", "extra identifiers: `path=type,…` such as properties.card_number=loyalty_id")
+	fs.Var(&quota, "quota-bytes", "disk quota of the queue (such as 512MiB, 2GB)")
+	fs.StringVar(&overflow, "overflow", "", "per-channel policy when the quota is reached: `channel=drop_oldest,…` (others get 429)")
+	fs.Var(&maxMsg, "max-message-bytes", "largest Segment message")
+	fs.Var(&maxBatch, "max-batch-bytes", "largest /v1/batch request body")
+	fs.DurationVar(&cfg.Ingest.RetryAfter, "retry-after", 5*time.Second, "Retry-After sent with 429 and 503")
+	fs.IntVar(&cfg.Uplink.MaxBatchEvents, "max-batch-events", 500, "events per batch sent to the hub")
+	fs.IntVar(&cfg.Uplink.Window, "window", 8, "batches in flight to the hub")
+	fs.DurationVar(&cfg.Uplink.AckTimeout, "ack-timeout", 30*time.Second, "reconnect and resend when the hub has not acked for this long")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&logFormat, "log-format", "text", "text or json")
+	fs.BoolVar(&check, "check-config", false, "validate the configuration and exit")
+	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
+	fs.Usage = conf.Usage(fs, "UNICO")
+	if err := conf.Load(fs, args, "UNICO"); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, "edge-agent:", err)
+		return 2
+	}
+	if showVersion {
+		fmt.Println("edge-agent", version)
+		return 0
+	}
+	log, err := logging.New(os.Stderr, logLevel, logFormat)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "edge-agent:", err)
+		return 2
+	}
+	cfg.Version = version
+	cfg.Uplink.Password = hubPassword
+	cfg.Queue.QuotaBytes = int64(quota)
+	cfg.Ingest.Map.MaxMessageBytes = int(maxMsg)
+	cfg.Ingest.Map.MaxBatchBytes = int(maxBatch)
+	for _, k := range splitList(writeKeys) {
+		cfg.Ingest.WriteKeys = append(cfg.Ingest.WriteKeys, k)
+	}
+	if cfg.Queue.Overflow, err = parseOverflow(overflow); err != nil {
+		fmt.Fprintln(os.Stderr, "edge-agent:", err)
+		return 2
+	}
+	if cfg.Ingest.Map.Rules, err = parseRules(rules); err != nil {
+		fmt.Fprintln(os.Stderr, "edge-agent:", err)
+		return 2
+	}
+	if _, err := protocol.NewMapper(cfg.Ingest.Map); err != nil {
+		fmt.Fprintln(os.Stderr, "edge-agent:", err)
+		return 2
+	}
+	agent, err := edge.New(cfg, log)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "edge-agent:", err)
+		return 2
+	}
+	if check {
+		fmt.Println("configuration ok")
+		return 0
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log.Info("starting edge agent", "version", version)
+	if err := agent.Run(ctx); err != nil {
+		log.Error("edge agent failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func parseOverflow(s string) (map[string]queue.OverflowPolicy, error) {
+	out := map[string]queue.OverflowPolicy{}
+	for _, p := range splitList(s) {
+		ch, pol, ok := strings.Cut(p, "=")
+		if !ok || !protocol.KnownChannel(ch) {
+			return nil, fmt.Errorf("overflow %q: want channel=policy with a known channel", p)
+		}
+		switch queue.OverflowPolicy(pol) {
+		case queue.OverflowReject, queue.OverflowDropOldest:
+			out[ch] = queue.OverflowPolicy(pol)
+		default:
+			return nil, fmt.Errorf("overflow %q: policy must be reject or drop_oldest", p)
+		}
+	}
+	return out, nil
+}
+
+func parseRules(s string) ([]protocol.IdentifierRule, error) {
+	var out []protocol.IdentifierRule
+	for _, p := range splitList(s) {
+		path, typ, ok := strings.Cut(p, "=")
+		if !ok {
+			return nil, fmt.Errorf("identifier-rules %q: want path=type", p)
+		}
+		out = append(out, protocol.IdentifierRule{Path: path, Type: typ})
+	}
+	return out, nil
+}
+
+// sanitize turns a host name into a valid edge id.
+func sanitize(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			b[i] = '-'
+		}
+	}
+	if len(b) == 0 {
+		return "edge"
+	}
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	return string(b)
+}

@@ -1,0 +1,231 @@
+// Package edge is the Unico edge agent as a library: it wires the
+// Segment-compatible HTTP ingest (edge/ingest), the durable Badger queue
+// (edge/queue) and the MQTT forwarder to the hub (edge/uplink) into one
+// service with status, metrics and graceful shutdown.
+//
+// The agent's promise: an event answered with 200 is fsynced in the queue,
+// stays there until the hub acknowledges its batch, and reaches the hub
+// exactly once in effect, whatever fails in between.
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/valyala/fasthttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/unico-cdp/unico/edge/ingest"
+	"github.com/unico-cdp/unico/edge/queue"
+	"github.com/unico-cdp/unico/edge/uplink"
+	"github.com/unico-cdp/unico/protocol"
+)
+
+// Config configures an agent.
+type Config struct {
+	// DataDir holds the queue (DataDir/queue). Required.
+	DataDir string
+	// HTTPAddr is the ingest and status address; default ":8080".
+	HTTPAddr string
+	// Tenant and EdgeID name this edge; EdgeID is required.
+	Tenant string
+	EdgeID string
+	// Site is the store or site id stamped on events; default EdgeID.
+	Site string
+	// Ingest configures HTTP ingest. Its Map.Source is set from Tenant,
+	// Site and EdgeID; its Registry and Status are set by the agent.
+	Ingest ingest.Config
+	// Queue configures the durable queue; its Dir is DataDir/queue.
+	Queue queue.Options
+	// Uplink configures the forwarder; its Tenant and EdgeID are set from
+	// the agent's.
+	Uplink uplink.Config
+	// Version is reported by /v1/status.
+	Version string
+}
+
+// Agent is a running edge agent.
+type Agent struct {
+	cfg   Config
+	log   *slog.Logger
+	reg   *prometheus.Registry
+	start time.Time
+}
+
+// New validates cfg.
+func New(cfg Config, logger *slog.Logger) (*Agent, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("data-dir: required")
+	}
+	if cfg.Tenant == "" {
+		cfg.Tenant = "default"
+	}
+	if !protocol.ValidName(cfg.Tenant) {
+		return nil, fmt.Errorf("tenant %q: want 1-64 of [A-Za-z0-9._-]", cfg.Tenant)
+	}
+	if !protocol.ValidName(cfg.EdgeID) {
+		return nil, fmt.Errorf("edge-id %q: want 1-64 of [A-Za-z0-9._-]", cfg.EdgeID)
+	}
+	if cfg.Site == "" {
+		cfg.Site = cfg.EdgeID
+	}
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = ":8080"
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return &Agent{cfg: cfg, log: logger, reg: reg}, nil
+}
+
+// Run listens on HTTPAddr and serves until ctx is cancelled.
+func (a *Agent) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http-addr: %w", err)
+	}
+	return a.Serve(ctx, ln)
+}
+
+// Status is the JSON of GET /v1/status.
+type Status struct {
+	EdgeID                 string            `json:"edge_id"`
+	Tenant                 string            `json:"tenant"`
+	Site                   string            `json:"site"`
+	Version                string            `json:"version,omitempty"`
+	UptimeSeconds          float64           `json:"uptime_seconds"`
+	QueueDepth             int64             `json:"queue_depth"`
+	QueueBytes             int64             `json:"queue_bytes"`
+	QueueQuotaBytes        int64             `json:"queue_quota_bytes"`
+	OldestQueuedAgeSeconds float64           `json:"oldest_queued_age_seconds"`
+	HubConnected           bool              `json:"hub_connected"`
+	LastAckAt              *time.Time        `json:"last_ack_at"`
+	EventsAccepted         uint64            `json:"events_accepted"`
+	EventsForwarded        uint64            `json:"events_forwarded"`
+	EventsDropped          map[string]uint64 `json:"events_dropped"`
+	CorruptRecords         uint64            `json:"corrupt_records"`
+	BatchesInFlight        int               `json:"batches_in_flight"`
+	BatchesRejected        uint64            `json:"batches_rejected"`
+	Reconnects             uint64            `json:"reconnects"`
+}
+
+// Serve serves on ln until ctx is cancelled. Shutdown order: ingest stops
+// accepting and finishes in-flight appends, the forwarder stops, then the
+// queue closes Badger cleanly.
+func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
+	a.start = time.Now()
+	qo := a.cfg.Queue
+	qo.Dir = filepath.Join(a.cfg.DataDir, "queue")
+	if qo.Logger == nil {
+		qo.Logger = a.log
+	}
+	q, err := queue.Open(qo)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("open queue: %w", err)
+	}
+	defer func() {
+		if err := q.Close(); err != nil {
+			a.log.Error("close queue", "err", err)
+		}
+	}()
+	st := q.Stats()
+	a.log.Info("queue opened", "dir", qo.Dir, "depth", st.Depth, "bytes", st.Bytes, "quota", st.QuotaBytes)
+
+	uc := a.cfg.Uplink
+	uc.Tenant, uc.EdgeID = a.cfg.Tenant, a.cfg.EdgeID
+	fwd, err := uplink.New(uc, a.log, uplink.QueueSource(q))
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	a.reg.MustRegister(fwd.Collectors()...)
+	a.registerQueueMetrics(q)
+
+	status := func() Status {
+		qs, us := q.Stats(), fwd.Stats()
+		s := Status{
+			EdgeID: a.cfg.EdgeID, Tenant: a.cfg.Tenant, Site: a.cfg.Site, Version: a.cfg.Version,
+			UptimeSeconds: time.Since(a.start).Seconds(),
+			QueueDepth:    qs.Depth, QueueBytes: qs.Bytes, QueueQuotaBytes: qs.QuotaBytes,
+			HubConnected: us.Connected, EventsAccepted: qs.Appended, EventsForwarded: us.EventsForwarded,
+			EventsDropped: qs.Dropped, CorruptRecords: qs.Corrupt, BatchesInFlight: us.InFlight,
+			BatchesRejected: us.Rejected, Reconnects: us.Reconnects,
+		}
+		if s.EventsDropped == nil {
+			s.EventsDropped = map[string]uint64{}
+		}
+		if !qs.OldestReceivedAt.IsZero() {
+			s.OldestQueuedAgeSeconds = time.Since(qs.OldestReceivedAt).Seconds()
+		}
+		if !us.LastAckAt.IsZero() {
+			t := us.LastAckAt.UTC()
+			s.LastAckAt = &t
+		}
+		return s
+	}
+	ic := a.cfg.Ingest
+	ic.Map.Source = protocol.Source{Tenant: a.cfg.Tenant, Site: a.cfg.Site, Edge: a.cfg.EdgeID}
+	ic.Registry = a.reg
+	ic.Status = func() any { return status() }
+	if ic.Extra == nil {
+		ic.Extra = map[string]fasthttp.RequestHandler{}
+	}
+	srv, err := ingest.New(ic, a.log, q)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Serve(gctx, ln) })
+	g.Go(func() error { return fwd.Run(gctx) })
+	a.log.Info("edge agent ready", "http", ln.Addr().String(), "edge_id", a.cfg.EdgeID, "tenant", a.cfg.Tenant, "site", a.cfg.Site, "hub", a.cfg.Uplink.BrokerURL)
+	err = g.Wait()
+	a.log.Info("edge agent stopping", "queue_depth", q.Stats().Depth)
+	return err
+}
+
+func (a *Agent) registerQueueMetrics(q *queue.Queue) {
+	g := func(name, help string, f func(queue.Stats) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(q.Stats()) })
+	}
+	a.reg.MustRegister(
+		g("unico_edge_queue_depth", "Events queued, not yet acknowledged by the hub.", func(s queue.Stats) float64 { return float64(s.Depth) }),
+		g("unico_edge_queue_bytes", "Bytes of queued events counted against the quota.", func(s queue.Stats) float64 { return float64(s.Bytes) }),
+		g("unico_edge_queue_quota_bytes", "The queue's disk quota.", func(s queue.Stats) float64 { return float64(s.QuotaBytes) }),
+		g("unico_edge_oldest_queued_age_seconds", "Age of the oldest queued event.", func(s queue.Stats) float64 {
+			if s.OldestReceivedAt.IsZero() {
+				return 0
+			}
+			return time.Since(s.OldestReceivedAt).Seconds()
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "unico_edge_events_appended_total", Help: "Events durably appended to the queue since start."},
+			func() float64 { return float64(q.Stats().Appended) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "unico_edge_events_acked_total", Help: "Queued events deleted after the hub's ack since start."},
+			func() float64 { return float64(q.Stats().Acked) }),
+		&droppedCollector{q: q, desc: prometheus.NewDesc("unico_edge_events_dropped_total", "Events dropped by a channel's overflow policy since start.", []string{"channel"}, nil)},
+	)
+}
+
+type droppedCollector struct {
+	q    *queue.Queue
+	desc *prometheus.Desc
+}
+
+func (d *droppedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- d.desc }
+
+func (d *droppedCollector) Collect(ch chan<- prometheus.Metric) {
+	for c, n := range d.q.Stats().Dropped {
+		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, float64(n), c)
+	}
+}
