@@ -263,3 +263,31 @@ func fmtSscan(v any, n *int) (int, error) {
 	s, _ := v.(string)
 	return fmt.Sscanf(s, "S%d", n)
 }
+
+// BenchmarkRun measures the whole pipeline (generation, batching, HTTP
+// sends with the default client) against an in-process edge that reads and
+// discards the body.
+func BenchmarkRun(b *testing.B) {
+	for _, bs := range []int{20, 100} {
+		b.Run(fmt.Sprintf("batch=%d", bs), func(b *testing.B) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+			}))
+			defer srv.Close()
+			g := newGen(b, 1, 100000, "44", GeneratorConfig{})
+			s, err := NewSender(SenderConfig{WriteKey: "wk"}, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var events int64
+			for b.Loop() {
+				sum, err := Run(b.Context(), g, RunConfig{Edges: []string{srv.URL}, Sender: s, Events: 20000, Batch: bs, Concurrency: 4}, nil)
+				if err != nil || sum.Accepted != 20000 {
+					b.Fatalf("%+v %v", sum, err)
+				}
+				events += sum.Accepted
+			}
+			b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}
