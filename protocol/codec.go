@@ -389,30 +389,41 @@ func (d *densityWalk) walk(i int, sh *shape, top bool) int {
 			if !isStr {
 				vi = skipValue(d.b, next)
 			}
-			next = d.field(vi, sh, func(a *arrayField) bool { return isStr && a.key == k }, top)
+			field := -1
+			if isStr {
+				for ai := range sh.arrays {
+					if sh.arrays[ai].key == string(k) {
+						field = ai
+					}
+				}
+			}
+			next = d.field(vi, sh, field, top)
 		}
 		return next
 	}
 	if n, next, ok := readContainerHeader(d.b, i, false); ok && n == sh.fields {
 		for idx := range n {
-			next = d.field(next, sh, func(a *arrayField) bool { return a.index == idx }, top)
+			field := -1
+			for ai := range sh.arrays {
+				if sh.arrays[ai].index == idx {
+					field = ai
+				}
+			}
+			next = d.field(next, sh, field, top)
 		}
 		return next
 	}
 	return skipValue(d.b, i)
 }
 
-// field charges the value at b[i] if it is one of sh's arrays and returns
-// the offset after it.
-func (d *densityWalk) field(i int, sh *shape, match func(*arrayField) bool, top bool) int {
-	for ai := range sh.arrays {
+// field charges the value at b[i] if it is sh.arrays[ai] (ai >= 0) and
+// returns the offset after it.
+func (d *densityWalk) field(i int, sh *shape, ai int, top bool) int {
+	if ai >= 0 {
 		a := &sh.arrays[ai]
-		if !match(a) {
-			continue
-		}
 		n, next, ok := readContainerHeader(d.b, i, false)
 		if !ok {
-			break
+			return skipValue(d.b, i)
 		}
 		d.cost += n * a.cost
 		d.elems += n
@@ -454,9 +465,9 @@ func readContainerHeader(b []byte, i int, wantMap bool) (n, next int, ok bool) {
 }
 
 // readStr reads a string at b[i] without allocating.
-func readStr(b []byte, i int) (s string, next int, ok bool) {
+func readStr(b []byte, i int) (s []byte, next int, ok bool) {
 	if i >= len(b) {
-		return "", i, false
+		return nil, i, false
 	}
 	c := b[i]
 	var n, h int
@@ -470,12 +481,12 @@ func readStr(b []byte, i int) (s string, next int, ok bool) {
 	case c == 0xdb && i+5 <= len(b):
 		n, h = int(binary.BigEndian.Uint32(b[i+1:])), 5
 	default:
-		return "", i, false
+		return nil, i, false
 	}
 	if n > len(b)-i-h {
-		return "", i, false
+		return nil, i, false
 	}
-	return string(b[i+h : i+h+n]), i + h + n, true
+	return b[i+h : i+h+n], i + h + n, true
 }
 
 // skipValue returns the offset after the msgpack value at b[i]. b must have

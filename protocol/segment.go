@@ -142,6 +142,7 @@ func (m *Mapper) Decode(endpoint Endpoint, body []byte, dst []Event) ([]Event, e
 	}
 	received := m.opts.Now().UTC()
 	start := len(dst)
+	var fp fieldPath
 	if endpoint != EndpointBatch {
 		t := string(endpoint)
 		if !knownType(t) {
@@ -149,7 +150,7 @@ func (m *Mapper) Decode(endpoint Endpoint, body []byte, dst []Event) ([]Event, e
 			return dst, verr
 		}
 		var ev Event
-		m.decodeMessage(root, nil, time.Time{}, t, -1, received, &ev, verr)
+		m.decodeMessage(root, nil, time.Time{}, t, -1, received, &ev, verr, &fp)
 		if len(verr.Errors) > 0 {
 			return dst, verr
 		}
@@ -190,8 +191,13 @@ func (m *Mapper) Decode(endpoint Endpoint, body []byte, dst []Event) ([]Event, e
 			verr.add(i, "", "not an object")
 			continue
 		}
-		scratch = msg.MarshalTo(scratch[:0])
-		if len(scratch) > m.opts.MaxMessageBytes {
+		// A message is never longer than the body holding it: only a
+		// body over the per-message limit needs its messages measured.
+		// MarshalTo writes a message untouched since parsing as it came,
+		// minus whitespace.
+		if len(body) <= m.opts.MaxMessageBytes {
+			// fits
+		} else if scratch = msg.MarshalTo(scratch[:0]); len(scratch) > m.opts.MaxMessageBytes {
 			verr.TooLarge = true
 			verr.add(i, "", fmt.Sprintf("message of %d bytes exceeds the limit of %d", len(scratch), m.opts.MaxMessageBytes))
 			continue
@@ -211,7 +217,7 @@ func (m *Mapper) Decode(endpoint Endpoint, body []byte, dst []Event) ([]Event, e
 			continue
 		}
 		dst = append(dst, Event{})
-		m.decodeMessage(msg, batchCtx, batchSentAt, t, i, received, &dst[len(dst)-1], verr)
+		m.decodeMessage(msg, batchCtx, batchSentAt, t, i, received, &dst[len(dst)-1], verr, &fp)
 	}
 	if len(verr.Errors) > 0 {
 		clear(dst[start:])
@@ -231,7 +237,7 @@ func knownType(t string) bool {
 // ecommerceNumbers are the Segment spec properties that must be numbers.
 var ecommerceNumbers = [...]string{"revenue", "value", "total", "subtotal", "price", "quantity", "tax", "shipping", "discount"}
 
-func (m *Mapper) decodeMessage(v, batchCtx *fastjson.Value, batchSentAt time.Time, typ string, idx int, received time.Time, ev *Event, verr *ValidationError) {
+func (m *Mapper) decodeMessage(v, batchCtx *fastjson.Value, batchSentAt time.Time, typ string, idx int, received time.Time, ev *Event, verr *ValidationError, fp *fieldPath) {
 	nerr := len(verr.Errors)
 	ev.Type = typ
 	ev.ReceivedAt = received
@@ -279,12 +285,13 @@ func (m *Mapper) decodeMessage(v, batchCtx *fastjson.Value, batchSentAt time.Tim
 	ctx := objectField(v, "context", idx, verr)
 	var ctxMap map[string]any
 	if ctx != nil || batchCtx != nil {
-		ctxMap = make(map[string]any)
+		fp.root = "context"
+		ctxMap = make(map[string]any, objectLen(batchCtx)+objectLen(ctx))
 		if batchCtx != nil {
-			m.fillMap(ctxMap, batchCtx, "context", idx, verr, 1)
+			m.fillMap(ctxMap, batchCtx, fp, idx, verr, 1)
 		}
 		if ctx != nil {
-			m.fillMap(ctxMap, ctx, "context", idx, verr, 1)
+			m.fillMap(ctxMap, ctx, fp, idx, verr, 1)
 		}
 	}
 
@@ -294,7 +301,8 @@ func (m *Mapper) decodeMessage(v, batchCtx *fastjson.Value, batchSentAt time.Tim
 		traitsV = objectField(v, "traits", idx, verr)
 	}
 	if traitsV != nil {
-		ev.Traits = m.toMap(traitsV, "traits", idx, verr, 1)
+		fp.root = "traits"
+		ev.Traits = m.toMap(traitsV, fp, idx, verr, 1)
 	}
 	// context.traits describe the user on every call.
 	if ct, ok := ctxMap["traits"].(map[string]any); ok {
@@ -311,7 +319,8 @@ func (m *Mapper) decodeMessage(v, batchCtx *fastjson.Value, batchSentAt time.Tim
 	}
 
 	if pv := objectField(v, "properties", idx, verr); pv != nil {
-		ev.Properties = m.toMap(pv, "properties", idx, verr, 1)
+		fp.root = "properties"
+		ev.Properties = m.toMap(pv, fp, idx, verr, 1)
 		checkNumbers(ev.Properties, "properties", idx, verr)
 		if products, ok := ev.Properties["products"].([]any); ok {
 			for i, p := range products {
@@ -382,13 +391,19 @@ func (m *Mapper) decodeMessage(v, batchCtx *fastjson.Value, batchSentAt time.Tim
 	case !ts.IsZero():
 		ev.OccurredAt = ts
 	case !orig.IsZero() && !sent.IsZero():
-		// Correct the device's clock skew as Segment does.
+		// Correct the device's clock skew as Segment does. A clock so far
+		// off that the correction leaves 1970–9999 (the difference
+		// saturates at 292 years) keeps the device's own time.
 		ev.OccurredAt = received.Add(-sent.Sub(orig))
+		if y := ev.OccurredAt.Year(); y < 1970 || y > 9999 {
+			ev.OccurredAt = orig
+		}
 	case !orig.IsZero():
 		ev.OccurredAt = orig
 	}
 
-	// Identifiers.
+	// Identifiers: most events carry two to four.
+	ev.Identifiers = make([]Identifier, 0, 4)
 	ev.AddIdentifier(IDUserID, userID)
 	ev.AddIdentifier(IDAnonymousID, anonID)
 	m.extractIdentifiers(ev)
@@ -556,6 +571,15 @@ func nameString(v *fastjson.Value, key string, idx int, verr *ValidationError) s
 	return s
 }
 
+// objectLen returns the number of members of object v, 0 for nil.
+func objectLen(v *fastjson.Value) int {
+	if v == nil {
+		return 0
+	}
+	o, _ := v.Object()
+	return o.Len()
+}
+
 func objectField(v *fastjson.Value, key string, idx int, verr *ValidationError) *fastjson.Value {
 	f := v.Get(key)
 	if f == nil || f.Type() == fastjson.TypeNull {
@@ -576,7 +600,10 @@ func timeField(v *fastjson.Value, key string, idx int, verr *ValidationError) ti
 	return parseTimeValue(f, key, idx, verr)
 }
 
-var errNotTime = errors.New("not an ISO-8601 date")
+var (
+	errNotTime   = errors.New("not an ISO-8601 date")
+	errDateRange = errors.New("date out of range")
+)
 
 func parseTimeValue(f *fastjson.Value, key string, idx int, verr *ValidationError) time.Time {
 	if f.Type() == fastjson.TypeNull {
@@ -599,35 +626,81 @@ func parseTimeValue(f *fastjson.Value, key string, idx int, verr *ValidationErro
 func ParseTime(s string) (time.Time, error) {
 	for _, layout := range [...]string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02T15:04:05.999999999Z0700", "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999", "2006-01-02"} {
 		if t, err := time.Parse(layout, s); err == nil {
+			// The range applies in UTC, the zone events are kept in, so
+			// that every accepted time also encodes as RFC 3339.
+			t = t.UTC()
 			if t.Year() < 1970 || t.Year() > 9999 {
-				return time.Time{}, errors.New("date out of range")
+				return time.Time{}, errDateRange
 			}
-			return t.UTC(), nil
+			return t, nil
 		}
 	}
 	return time.Time{}, errNotTime
 }
 
-// fillMap copies the members of object v into dst, converted by toAny.
-func (m *Mapper) fillMap(dst map[string]any, v *fastjson.Value, path string, idx int, verr *ValidationError, depth int) {
+// fieldPath is the path of the value being converted, such as
+// properties.products[0].price, kept as a stack of keys and indexes and
+// turned into a string only when an error names it. One serves a whole
+// message; toAny pushes and pops as it descends.
+type fieldPath struct {
+	root  string
+	elems [MaxNesting + 2]pathElem
+	n     int
+}
+
+type pathElem struct {
+	key     []byte // object key, valid during the visit of its object
+	index   int    // array index when isIndex
+	isIndex bool
+}
+
+func (p *fieldPath) push(e pathElem) {
+	if p.n < len(p.elems) {
+		p.elems[p.n] = e
+	}
+	p.n++
+}
+
+func (p *fieldPath) pop() { p.n-- }
+
+func (p *fieldPath) String() string {
+	var b strings.Builder
+	b.WriteString(p.root)
+	for _, e := range p.elems[:min(p.n, len(p.elems))] {
+		if e.isIndex {
+			b.WriteByte('[')
+			b.WriteString(strconv.Itoa(e.index))
+			b.WriteByte(']')
+		} else {
+			b.WriteByte('.')
+			b.Write(e.key)
+		}
+	}
+	return b.String()
+}
+
+// fillMap copies the members of object v (at path p) into dst, converted by
+// toAny.
+func (m *Mapper) fillMap(dst map[string]any, v *fastjson.Value, p *fieldPath, idx int, verr *ValidationError, depth int) {
 	o, _ := v.Object()
 	o.Visit(func(k []byte, val *fastjson.Value) {
-		dst[string(k)] = m.toAny(val, path, k, idx, verr, depth+1)
+		p.push(pathElem{key: k})
+		dst[string(k)] = m.toAny(val, p, idx, verr, depth+1)
+		p.pop()
 	})
 }
 
-func (m *Mapper) toMap(v *fastjson.Value, path string, idx int, verr *ValidationError, depth int) map[string]any {
+func (m *Mapper) toMap(v *fastjson.Value, p *fieldPath, idx int, verr *ValidationError, depth int) map[string]any {
 	o, _ := v.Object()
 	out := make(map[string]any, o.Len())
-	o.Visit(func(k []byte, val *fastjson.Value) {
-		out[string(k)] = m.toAny(val, path, k, idx, verr, depth+1)
-	})
+	m.fillMap(out, v, p, idx, verr, depth)
 	return out
 }
 
-// toAny converts a JSON value to Go: objects to map[string]any, arrays to
-// []any, integers that fit to int64, other numbers to float64.
-func (m *Mapper) toAny(v *fastjson.Value, path string, key []byte, idx int, verr *ValidationError, depth int) any {
+// toAny converts the JSON value v at path p to Go: objects to
+// map[string]any, arrays to []any, integers that fit to int64, other
+// numbers to float64.
+func (m *Mapper) toAny(v *fastjson.Value, p *fieldPath, idx int, verr *ValidationError, depth int) any {
 	switch v.Type() {
 	case fastjson.TypeString:
 		return string(v.GetStringBytes())
@@ -637,7 +710,7 @@ func (m *Mapper) toAny(v *fastjson.Value, path string, key []byte, idx int, verr
 		}
 		f, err := v.Float64()
 		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-			verr.add(idx, joinPath(path, key), "number out of range")
+			verr.add(idx, p.String(), "number out of range")
 			return nil
 		}
 		return f
@@ -649,26 +722,18 @@ func (m *Mapper) toAny(v *fastjson.Value, path string, key []byte, idx int, verr
 		return nil
 	}
 	if depth > MaxNesting {
-		verr.add(idx, joinPath(path, key), fmt.Sprintf("nested deeper than %d levels", MaxNesting))
+		verr.add(idx, p.String(), fmt.Sprintf("nested deeper than %d levels", MaxNesting))
 		return nil
 	}
-	sub := joinPath(path, key)
 	if v.Type() == fastjson.TypeObject {
-		return m.toMap(v, sub, idx, verr, depth)
+		return m.toMap(v, p, idx, verr, depth)
 	}
 	arr, _ := v.Array()
 	out := make([]any, len(arr))
 	for i, e := range arr {
-		out[i] = m.toAny(e, sub, []byte("["+strconv.Itoa(i)+"]"), idx, verr, depth+1)
+		p.push(pathElem{index: i, isIndex: true})
+		out[i] = m.toAny(e, p, idx, verr, depth+1)
+		p.pop()
 	}
 	return out
-}
-
-// joinPath appends an object key (".key") or an array index key ("[3]") to
-// a dotted field path.
-func joinPath(path string, key []byte) string {
-	if len(key) > 0 && key[0] == '[' {
-		return path + string(key)
-	}
-	return path + "." + string(key)
 }
