@@ -156,7 +156,7 @@ func TestUnmarshalBatchEventLimit(t *testing.T) {
 }
 
 func TestUnmarshalEventErrors(t *testing.T) {
-	big := make([]byte, DefaultMaxMessageBytes*8+1)
+	big := make([]byte, MaxEventBytes+1)
 	tests := []struct {
 		name string
 		in   []byte

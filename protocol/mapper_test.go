@@ -199,6 +199,7 @@ func TestNewMapperOptions(t *testing.T) {
 		{MapOptions{Rules: []IdentifierRule{{Path: "traits.a", Type: ""}}}, "identifier rule 0: need a path and a type of [A-Za-z0-9._-]"},
 		{MapOptions{Rules: []IdentifierRule{{Path: "traits.a", Type: "a"}, {Path: "traits.b", Type: "b/c"}}}, "identifier rule 1: need a path and a type of [A-Za-z0-9._-]"},
 		{MapOptions{Rules: []IdentifierRule{{Path: "userId", Type: "u"}}}, `identifier rule 0: path "userId" must start with traits, properties or context`},
+		{MapOptions{MaxMessageBytes: MaxMessageBytesLimit + 1}, fmt.Sprintf("max message bytes %d: above the limit of %d", MaxMessageBytesLimit+1, MaxMessageBytesLimit)},
 	}
 	for _, tt := range bad {
 		if _, err := NewMapper(tt.opts); err == nil || err.Error() != tt.want {
@@ -223,4 +224,44 @@ func TestMapperConcurrentUse(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestLargestEventFitsMaxEventBytes builds the event that grows most from
+// JSON to msgpack, a message and a batch context each at the size limit
+// full of small integers, at the largest MaxMessageBytes, and checks that
+// the edge can read back what it stored.
+func TestLargestEventFitsMaxEventBytes(t *testing.T) {
+	m, err := NewMapper(MapOptions{MaxMessageBytes: MaxMessageBytesLimit, MaxBatchBytes: 4 * MaxMessageBytesLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ints := func(n int) string { return "[" + strings.Repeat("0,", n/2-2) + "0]" }
+	head := `{"type":"track","userId":"u","event":"E","properties":{"a":`
+	msg := head + ints(MaxMessageBytesLimit-len(head)-2) + `}}`
+	ctx := `{"a":` + ints(MaxMessageBytesLimit-6) + `}`
+	if len(msg) > MaxMessageBytesLimit || len(ctx) > MaxMessageBytesLimit {
+		t.Fatalf("fixture too large: %d, %d", len(msg), len(ctx))
+	}
+	body := `{"batch":[` + msg + `],"context":` + ctx + `}`
+	evs, err := m.Decode(EndpointBatch, []byte(body), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := MarshalEvent(&evs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d bytes of JSON became %d bytes of msgpack", len(msg)+len(ctx), len(b))
+	var e Event
+	if err := UnmarshalEvent(b, &e); err != nil {
+		t.Fatalf("UnmarshalEvent of a mapped event: %v", err)
+	}
+
+	// One byte more of batch context is refused.
+	big := `{"a":` + ints(MaxMessageBytesLimit-6) + `,"b":1}`
+	_, err = m.Decode(EndpointBatch, []byte(`{"batch":[`+msg+`],"context":`+big+`}`), nil)
+	var verr *ValidationError
+	if !errors.As(err, &verr) || !verr.TooLarge || verr.Errors[0].Field != "context" {
+		t.Fatalf("oversized batch context: err = %v", err)
+	}
 }

@@ -7,6 +7,10 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
+// MaxEventBytes bounds an event encoded by MarshalEvent that UnmarshalEvent
+// accepts. Every event a Mapper makes fits.
+const MaxEventBytes = 2 << 20
+
 // MarshalEvent encodes one event as bare msgpack (no wire header), the form
 // the edge's durable queue stores.
 func MarshalEvent(e *Event) ([]byte, error) {
@@ -20,7 +24,7 @@ func MarshalEvent(e *Event) ([]byte, error) {
 // UnmarshalEvent decodes an event encoded by MarshalEvent, with the same
 // structural checks as Unmarshal.
 func UnmarshalEvent(b []byte, e *Event) error {
-	if len(b) > DefaultMaxMessageBytes*8 {
+	if len(b) > MaxEventBytes {
 		return fmt.Errorf("event: %w: %d bytes", ErrTooLarge, len(b))
 	}
 	if err := checkMsgpack(b, DefaultMaxDepth); err != nil {

@@ -16,6 +16,12 @@ import (
 const (
 	DefaultMaxMessageBytes = 32 << 10
 	DefaultMaxBatchBytes   = 500 << 10
+	// MaxMessageBytesLimit is the largest MapOptions.MaxMessageBytes. An
+	// event holds at most one message and its batch's context, each within
+	// MaxMessageBytes of JSON, and msgpack takes at most 4.5 bytes for 2 of
+	// JSON (the integer in "0," becomes 9 bytes), so every event the Mapper
+	// makes encodes within MaxEventBytes.
+	MaxMessageBytesLimit = MaxEventBytes / 10
 	// MaxIdentifierLen bounds identifier values and ids.
 	MaxIdentifierLen = 256
 	// MaxNameLen bounds event, page and screen names.
@@ -45,8 +51,9 @@ type MapOptions struct {
 	DefaultCountryCode string
 	// Rules adds identifier extraction rules to the built-in ones.
 	Rules []IdentifierRule
-	// MaxMessageBytes bounds one message (default 32 KiB); MaxBatchBytes a
-	// batch request body (default 500 KiB).
+	// MaxMessageBytes bounds one message and a batch's context (default
+	// 32 KiB, at most MaxMessageBytesLimit); MaxBatchBytes a batch request
+	// body (default 500 KiB).
 	MaxMessageBytes int
 	MaxBatchBytes   int
 	// IDs generates event ids for messages without messageId. Default: a
@@ -79,6 +86,9 @@ func NewMapper(opts MapOptions) (*Mapper, error) {
 	}
 	if opts.MaxMessageBytes <= 0 {
 		opts.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if opts.MaxMessageBytes > MaxMessageBytesLimit {
+		return nil, fmt.Errorf("max message bytes %d: above the limit of %d", opts.MaxMessageBytes, MaxMessageBytesLimit)
 	}
 	if opts.MaxBatchBytes <= 0 {
 		opts.MaxBatchBytes = DefaultMaxBatchBytes
@@ -179,6 +189,15 @@ func (m *Mapper) Decode(endpoint Endpoint, body []byte, dst []Event) ([]Event, e
 	if batchCtx != nil && batchCtx.Type() != fastjson.TypeObject {
 		verr.add(-1, "context", "not an object")
 		batchCtx = nil
+	}
+	// The batch's context is copied into every event: it is bounded like
+	// a message, so that no event outgrows MaxEventBytes.
+	if batchCtx != nil && len(body) > m.opts.MaxMessageBytes {
+		if n := len(batchCtx.MarshalTo(nil)); n > m.opts.MaxMessageBytes {
+			verr.TooLarge = true
+			verr.add(-1, "context", fmt.Sprintf("batch context of %d bytes exceeds the limit of %d", n, m.opts.MaxMessageBytes))
+			batchCtx = nil
+		}
 	}
 	// The batch's sentAt applies to every message without its own.
 	var batchSentAt time.Time
