@@ -27,7 +27,7 @@
       else if (k.startsWith("on")) n.addEventListener(k.slice(2), v);
       else n.setAttribute(k, v === true ? "" : String(v));
     }
-    for (const c of children.flat()) {
+    for (const c of children.flat(Infinity)) {
       if (c === undefined || c === null || c === false) continue;
       n.append(c instanceof Node ? c : document.createTextNode(String(c)));
     }
@@ -366,6 +366,10 @@
       extra.length ? el("div", { class: "metric-extra" }, extra) : null);
   }
 
+  function dateValue(s) {
+    return el("span", { class: "date-value", title: s || null, text: fmtTime(s) });
+  }
+
   function countList(m) {
     const entries = Object.entries(m || {}).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
     if (!entries.length) return el("span", { class: "muted", text: "—" });
@@ -391,28 +395,39 @@
           el("span", { class: "score", title: "Monetary score (1–5)" }, "M ", el("b", { text: fmtInt(d.monetary_score) }))),
         card("Favourite site", d.favourite_site || "—"),
         card("Events", fmtInt(c.events)),
-        card("First seen", fmtTime(c.first_seen)),
-        card("Last seen", fmtTime(c.last_seen)),
-        card("Last purchase", fmtTime(c.last_purchase_at),
+        card("First seen", dateValue(c.first_seen)),
+        card("Last seen", dateValue(c.last_seen)),
+        card("Last purchase", dateValue(c.last_purchase_at),
           typeof days === "number" && days >= 0 ? (days === 0 ? "today" : fmtInt(days) + (days === 1 ? " day ago" : " days ago")) : null),
-        card("Last contact", lc ? fmtTime(lc.at) : "—",
+        card("Last contact", lc ? dateValue(lc.at) : "—",
           lc ? [lc.reason ? "Reason: " + humanise(lc.reason) : "No reason given", lc.channel ? " · " + humanise(lc.channel) : ""] : null),
         el("div", { class: "metric wide" }, el("div", { class: "metric-label", text: "Channels used" }), countList(c.channels)),
         el("div", { class: "metric wide" }, el("div", { class: "metric-label", text: "Visits per site" }), countList(c.site_visits))));
   }
 
+  // dataTable builds a table whose cells carry their column name, so that
+  // narrow screens can show each row as a stacked card.
+  function dataTable(headers, rows) {
+    return el("div", { class: "table-wrap" }, el("table", { class: "data" },
+      el("thead", {}, el("tr", {}, headers.map((h) => el("th", { scope: "col", text: h })))),
+      el("tbody", {}, rows.map((cells) => el("tr", {}, cells.map((c, i) => {
+        const cell = i === 0 ? el("th", { scope: "row" }, c) : el("td", {}, c);
+        cell.setAttribute("data-label", headers[i]);
+        return cell;
+      }))))));
+  }
+
   function traitsSection(p) {
     const entries = Object.entries(p.traits || {}).sort((a, b) => a[0].localeCompare(b[0]));
     const body = entries.length
-      ? el("div", { class: "table-wrap" }, el("table", {},
-        el("thead", {}, el("tr", {}, ["Trait", "Value", "Channel", "Site", "When", "Event"].map((h) => el("th", { text: h })))),
-        el("tbody", {}, entries.map(([k, t]) => el("tr", {},
-          el("th", { scope: "row", text: humanise(k) }),
-          el("td", { class: "value", text: fmtValue(t.value) }),
-          el("td", { text: humanise(t.channel) || "—" }),
-          el("td", { text: t.site || "—" }),
-          el("td", { class: "nowrap", text: fmtTime(t.at) }),
-          el("td", {}, el("code", { class: "event-id", text: t.event_id || "—" })))))))
+      ? dataTable(["Trait", "Value", "Channel", "Site", "When", "Event"], entries.map(([k, t]) => [
+        humanise(k),
+        el("span", { class: "value", text: fmtValue(t.value) }),
+        humanise(t.channel) || "—",
+        t.site || "—",
+        el("span", { class: "nowrap", text: fmtTime(t.at) }),
+        el("code", { class: "event-id", text: t.event_id || "—" }),
+      ]))
       : el("p", { class: "muted", text: "No traits." });
     return el("section", { class: "card", id: "traits" }, el("h2", { text: "Traits and where they came from" }), body);
   }
@@ -420,14 +435,13 @@
   function consentSection(p) {
     const entries = Object.entries(p.consent || {}).sort((a, b) => a[0].localeCompare(b[0]));
     const body = entries.length
-      ? el("div", { class: "table-wrap" }, el("table", {},
-        el("thead", {}, el("tr", {}, ["Purpose", "Decision", "When", "Channel", "Event"].map((h) => el("th", { text: h })))),
-        el("tbody", {}, entries.map(([k, c]) => el("tr", {},
-          el("th", { scope: "row", text: humanise(k) }),
-          el("td", {}, el("span", { class: "badge " + (c.granted ? "ok" : "bad"), text: c.granted ? "granted" : "denied" })),
-          el("td", { class: "nowrap", text: fmtTime(c.at) }),
-          el("td", { text: humanise(c.channel) || "—" }),
-          el("td", {}, el("code", { class: "event-id", text: c.event_id || "—" })))))))
+      ? dataTable(["Purpose", "Decision", "When", "Channel", "Event"], entries.map(([k, c]) => [
+        humanise(k),
+        el("span", { class: "badge " + (c.granted ? "ok" : "bad"), text: c.granted ? "granted" : "denied" }),
+        el("span", { class: "nowrap", text: fmtTime(c.at) }),
+        humanise(c.channel) || "—",
+        el("code", { class: "event-id", text: c.event_id || "—" }),
+      ]))
       : el("p", { class: "muted", text: "No consent recorded." });
     return el("section", { class: "card", id: "consent" }, el("h2", { text: "Consent" }), body);
   }

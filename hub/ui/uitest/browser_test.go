@@ -168,11 +168,18 @@ const (
 	identify  = "evt-identify-0001"
 	order     = "evt-pos-order-0001"
 	pageView  = "evt-web-page-0001"
+	contact   = "evt-call-0001"
+	conflict  = "evt-kiosk-visit-0001"
+	// A second customer presents two loyalty cards: one link is refused.
+	otherEmail = "bruno@example.com"
+	otherCard  = "LOY-000999"
+	thirdCard  = "LOY-000998"
 )
 
 // seed sends an anonymous web visit, an identify that links the anonymous
-// id with an e-mail, and a store order that links a loyalty card with the
-// same e-mail: one profile with three identifiers and two merges.
+// id with an e-mail, a store order that links a loyalty card with the same
+// e-mail and a call: one profile with three identifiers and two merges.
+// A second customer shows two loyalty cards, so one link is refused.
 func seed(t *testing.T, h *hub) {
 	t.Helper()
 	base := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Second)
@@ -212,6 +219,25 @@ func seed(t *testing.T, h *hub) {
 				"products": []map[string]any{{"sku": "TSHIRT-01", "price": 29.9}, {"sku": "JEANS-07", "price": 100}},
 			},
 			"occurred_at": at(2 * time.Hour), "received_at": at(2*time.Hour + time.Second),
+		},
+		{
+			"id": contact, "type": "track", "name": "contact.call", "channel": "contact_center",
+			"source":      src("cc-porto", "cc-1"),
+			"identifiers": ids("email", email),
+			"properties":  map[string]any{"reason": "delivery_delay", "duration_s": 240},
+			"occurred_at": at(150 * time.Minute), "received_at": at(150*time.Minute + time.Second),
+		},
+		{
+			"id": "evt-kiosk-visit-0000", "type": "track", "name": "Store Visit", "channel": "kiosk",
+			"source":      src("lisbon-chiado", "store-12"),
+			"identifiers": ids("loyalty_id", thirdCard, "email", otherEmail),
+			"occurred_at": at(155 * time.Minute), "received_at": at(155*time.Minute + time.Second),
+		},
+		{
+			"id": conflict, "type": "track", "name": "Store Visit", "channel": "kiosk",
+			"source":      src("lisbon-chiado", "store-12"),
+			"identifiers": ids("loyalty_id", otherCard, "email", otherEmail),
+			"occurred_at": at(160 * time.Minute), "received_at": at(160*time.Minute + time.Second),
 		},
 	}
 	h.post(t, "/api/v1/events", events)
@@ -308,13 +334,13 @@ func TestProfilePage(t *testing.T) {
 		}
 	}
 	timeline := text(section(t, dom, "timeline"))
-	for _, want := range []string{order, identify, pageView, "Order Completed", "2 products", "lisbon-chiado"} {
+	for _, want := range []string{order, identify, pageView, contact, "Order Completed", "2 products", "lisbon-chiado", "reason: delivery_delay"} {
 		if !strings.Contains(timeline, want) {
 			t.Errorf("timeline lacks %q: %s", want, timeline)
 		}
 	}
 	stats := text(section(t, dom, "stats", "signout"))
-	if !strings.Contains(stats, "Events 3") {
+	if !strings.Contains(stats, "Events 6") {
 		t.Errorf("header stats lack the event count: %s", stats)
 	}
 
@@ -349,6 +375,8 @@ func TestSearchMessages(t *testing.T) {
 	}{
 		{"bare e-mail is guessed", "#token=" + token + "&q=" + email, "Customer value and activity"},
 		{"bare loyalty id is guessed", "#token=" + token + "&q=" + loyaltyID, "Customer value and activity"},
+		{"conflicted profile", "#token=" + token + "&q=email:" + otherEmail, "conflicted"},
+		{"refused link", "#token=" + token + "&q=email:" + otherEmail, "refused: a profile may hold only a limited number of loyalty id"},
 		{"unknown e-mail", "#token=" + token + "&q=nobody@example.com", "no profile holds email:nobody@example.com"},
 		{"unknown bare value", "#token=" + token + "&q=XYZ-1", "no profile holds loyalty_id:XYZ-1 or user_id:XYZ-1"},
 		{"wrong token shows the form", "#token=wrong&q=" + email, "The token was refused"},
