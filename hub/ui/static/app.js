@@ -44,6 +44,8 @@
   const intFmt = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
   const moneyFmt = new Intl.NumberFormat(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
   const dateFmt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  const dayFmt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
+  const timeFmt = new Intl.DateTimeFormat(undefined, { timeStyle: "short" });
 
   function fmtInt(n) {
     return typeof n === "number" && isFinite(n) ? intFmt.format(n) : "–";
@@ -73,6 +75,9 @@
     if (typeof v === "number") return Number.isInteger(v) ? fmtInt(v) : String(v);
     if (typeof v === "object") return JSON.stringify(v);
     return String(v);
+  }
+  function plural(n, noun) {
+    return fmtInt(n) + " " + noun + (n === 1 ? "" : "s");
   }
   function idString(x) {
     return x.type + ":" + x.value;
@@ -119,6 +124,7 @@
     stopRefresh();
     $("app").hidden = true;
     $("signout").hidden = true;
+    $("stats").hidden = true;
     $("login").hidden = false;
     const err = $("login-error");
     err.textContent = message || "";
@@ -131,6 +137,7 @@
     $("login").hidden = true;
     $("app").hidden = false;
     $("signout").hidden = false;
+    $("stats").hidden = false;
     startRefresh();
     loadRecent("");
   }
@@ -204,8 +211,8 @@
           el("button", { type: "button", class: "profile-link", onclick: () => openProfileByID(p.id) },
             el("span", { class: "profile-link-name" }, displayName(p)),
             el("span", { class: "profile-link-meta" },
-              fmtInt(p.identifiers.length) + " identifiers · " + fmtInt(p.computed.orders) + " orders · " +
-              fmtInt(p.computed.events) + " events"))));
+              plural(p.identifiers.length, "identifier") + " · " + plural(p.computed.orders, "order") + " · " +
+              plural(p.computed.events, "event")))));
       }
       if (!list.firstChild) list.append(el("li", { class: "muted", text: "No profiles yet." }));
       $("recent-next").hidden = !res.next;
@@ -366,8 +373,12 @@
       extra.length ? el("div", { class: "metric-extra" }, extra) : null);
   }
 
+  // dateValue shows a time as its date over its time of day.
   function dateValue(s) {
-    return el("span", { class: "date-value", title: s || null, text: fmtTime(s) });
+    const d = parseTime(s);
+    if (!d) return "—";
+    return el("span", { class: "date-value", title: s },
+      el("span", { text: dayFmt.format(d) }), el("span", { class: "time-of-day", text: timeFmt.format(d) }));
   }
 
   function countList(m) {

@@ -344,12 +344,14 @@ func TestProfilePage(t *testing.T) {
 		t.Errorf("header stats lack the event count: %s", stats)
 	}
 
-	for _, shot := range []struct{ name, size string }{
-		{"profile-1280.png", "1280,1600"},
-		{"profile-narrow.png", "420,2400"},
+	for _, shot := range []struct{ name, size, fragment string }{
+		{"profile-1280.png", "1280,1600", "#token=" + token + "&q=email:" + email},
+		{"profile-narrow.png", "420,2400", "#token=" + token + "&q=email:" + email},
+		{"conflicted-1280.png", "1280,1100", "#token=" + token + "&q=email:" + otherEmail},
+		{"signin-1280.png", "1280,600", ""},
 	} {
 		file := filepath.Join(t.TempDir(), shot.name)
-		browser(t, h.url+"/#token="+token+"&q=email:"+email, "--screenshot="+file, "--window-size="+shot.size)
+		browser(t, h.url+"/"+shot.fragment, "--screenshot="+file, "--window-size="+shot.size)
 		png, err := os.ReadFile(file)
 		if err != nil {
 			t.Fatalf("screenshot: %v", err)
