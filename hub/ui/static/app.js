@@ -187,7 +187,7 @@
       const stale = typeof age === "number" && age > STALE_EDGE_SECONDS;
       body.append(
         el("tr", { class: stale ? "stale" : "" },
-          el("td", { title: e.tenant ? "tenant " + e.tenant : null }, e.edge || "—"),
+          el("td", { class: "edge-name", title: e.tenant ? "tenant " + e.tenant : null }, e.edge || "—"),
           el("td", { title: fmtTime(e.last_batch_at) },
             stale ? el("span", { class: "badge warn", text: "stale" }) : null, " ", fmtAge(age)),
           el("td", { class: "num" }, fmtInt(e.events)),
