@@ -204,12 +204,12 @@ func (b *Bridge) Ingest(f *Frame, receivedAt time.Time) ([]protocol.Event, error
 			return nil, fmt.Errorf("device %s: %d devices known: %w", f.DeviceID, len(b.devices), ErrTooManyDevices)
 		}
 		d = &device{id: f.DeviceID, idStr: f.DeviceID.String()}
-		d.start(f)
+		d.start(f, receivedAt.UnixNano())
 		b.devices[f.DeviceID] = d
 		b.log.Info("new device", "device", d.idStr, "boot_id", f.BootID)
 	} else {
 		reboots := d.reboots
-		switch d.check(f) {
+		switch d.check(f, receivedAt.UnixNano()) {
 		case vDuplicate:
 			b.log.Debug("duplicate frame", "device", d.idStr, "seq", f.Seq)
 			return nil, nil

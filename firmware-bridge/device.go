@@ -10,6 +10,11 @@ import (
 // duplicates dropped.
 const seqWindow = 64
 
+// minRebootShift is the least move of a boot's estimated start that counts
+// as a reboot under a reused boot id, so that frames redelivered late by a
+// reconnecting MQTT client are not mistaken for one.
+const minRebootShift = 30 * time.Second
+
 // verdict is what the sequence state says about a frame.
 type verdict uint8
 
@@ -32,6 +37,10 @@ type device struct {
 	window uint64
 	// uptime is the uptime of the frame with maxSeq.
 	uptime uint64
+	// bootAt estimates when the current boot began, in unix nanoseconds:
+	// the lowest receive time − uptime of its accepted frames (transport
+	// delay only ever makes the estimate later).
+	bootAt int64
 
 	lastSeen  time.Time
 	hasHealth bool
@@ -86,40 +95,47 @@ func (d *device) info() DeviceInfo {
 }
 
 // start sets the sequence state from the first frame of a boot.
-func (d *device) start(f *Frame) {
+func (d *device) start(f *Frame, recv int64) {
+	d.bootAt = bootEstimate(f, recv)
 	d.boot = f.BootID
 	d.maxSeq = f.Seq
 	d.window = 1
 	d.uptime = f.UptimeMS
 }
 
-func (d *device) reboot(f *Frame) {
+func bootEstimate(f *Frame, recv int64) int64 {
+	return recv - int64(min(f.UptimeMS, 1<<40))*int64(time.Millisecond)
+}
+
+func (d *device) reboot(f *Frame, recv int64) {
 	d.reboots++
 	d.prevBoot, d.hasPrev = d.boot, true
 	// A boot's seqs start at 0: those below the first one seen are lost
 	// unless they still arrive (within the window, as reordered).
 	d.gaps += uint64(f.Seq)
-	d.start(f)
+	d.start(f, recv)
 }
 
-// check classifies f against the device's sequence state and updates it.
-// The rules are the table in FRAME.md, "Lossy links".
-func (d *device) check(f *Frame) verdict {
+// check classifies f, received at recv (unix nanoseconds), against the
+// device's sequence state and updates it. The rules are the table in
+// FRAME.md, "Lossy links".
+func (d *device) check(f *Frame, recv int64) verdict {
 	if f.BootID != d.boot {
 		if d.hasPrev && f.BootID == d.prevBoot {
 			d.stale++
 			return vStale
 		}
-		d.reboot(f)
+		d.reboot(f, recv)
 		return vAccept
 	}
 	if f.Seq > d.maxSeq {
 		if f.UptimeMS < d.uptime {
 			// Uptime went backwards under the same boot id: the device
 			// rebooted and drew the same boot id.
-			d.reboot(f)
+			d.reboot(f, recv)
 			return vAccept
 		}
+		d.bootAt = min(d.bootAt, bootEstimate(f, recv))
 		shift := f.Seq - d.maxSeq
 		d.gaps += uint64(shift - 1)
 		if shift >= seqWindow {
@@ -132,6 +148,15 @@ func (d *device) check(f *Frame) verdict {
 		d.uptime = f.UptimeMS
 		return vAccept
 	}
+	// An older seq under the same boot id. If the frame's boot estimate
+	// is later than the boot's by half its known uptime (and at least
+	// minRebootShift) or more, the
+	// device must have rebooted since (a frame of this boot delayed that
+	// long is implausible) and drawn the same boot id.
+	if f.UptimeMS < d.uptime && bootEstimate(f, recv)-d.bootAt >= max(int64(min(d.uptime, 1<<40)/2)*int64(time.Millisecond), int64(minRebootShift)) {
+		d.reboot(f, recv)
+		return vAccept
+	}
 	diff := d.maxSeq - f.Seq
 	if diff < seqWindow {
 		bit := uint64(1) << diff
@@ -141,10 +166,6 @@ func (d *device) check(f *Frame) verdict {
 		}
 		d.window |= bit
 		d.reordered++
-		return vAccept
-	}
-	if f.Seq < seqWindow && f.UptimeMS < d.uptime {
-		d.reboot(f)
 		return vAccept
 	}
 	d.stale++
