@@ -1,13 +1,16 @@
 package queue
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/skl"
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/unico-cdp/unico/protocol"
 )
@@ -28,7 +31,11 @@ type appendReq struct {
 	allDrop bool   // every channel has OverflowDropOldest
 	first   uint64 // seq of vals[0], set by the committer
 	done    chan error
+	buf     *bytes.Buffer // backs vals; recycled once done has been received
 }
+
+// valueBufs recycles the value buffers of finished appends.
+var valueBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 func (q *Queue) newAppendReq(events []protocol.Event) (*appendReq, error) {
 	r := &appendReq{
@@ -38,35 +45,56 @@ func (q *Queue) newAppendReq(events []protocol.Event) (*appendReq, error) {
 		allDrop: true,
 		done:    make(chan error, 1),
 	}
-	datas := make([][]byte, len(events))
-	total := 0
+	// Every value (header, then the event in msgpack) is encoded straight
+	// into one pooled buffer: no per-event buffer growth and no copy. The
+	// encoding is protocol.MarshalEvent's (msgpack.Marshal with a default
+	// encoder); TestValueEncodingMatchesMarshalEvent keeps them equal.
+	buf := valueBufs.Get().(*bytes.Buffer)
+	buf.Reset()
+	enc := msgpack.GetEncoder()
+	enc.Reset(buf)
+	defer msgpack.PutEncoder(enc)
+	ends := make([]int, len(events))
+	var hdr [headerLen + 255]byte
 	for i := range events {
 		e := &events[i]
 		if len(e.Channel) > 255 {
+			valueBufs.Put(buf)
 			return nil, fmt.Errorf("append: event %d: channel name of %d bytes: %w", i, len(e.Channel), ErrTooLarge)
 		}
-		d, err := protocol.MarshalEvent(e)
-		if err != nil {
-			return nil, fmt.Errorf("append: event %d: %w", i, err)
+		buf.Write(appendValue(hdr[:0], r.at, e.Channel, nil))
+		start := buf.Len()
+		if err := enc.Encode(e); err != nil {
+			valueBufs.Put(buf)
+			return nil, fmt.Errorf("append: event %d: encode event: %w", i, err)
 		}
-		if len(d) > MaxEventBytes {
-			return nil, fmt.Errorf("append: event %d: %d bytes, limit %d: %w", i, len(d), MaxEventBytes, ErrTooLarge)
+		if n := buf.Len() - start; n > MaxEventBytes {
+			valueBufs.Put(buf)
+			return nil, fmt.Errorf("append: event %d: %d bytes, limit %d: %w", i, n, MaxEventBytes, ErrTooLarge)
 		}
-		datas[i] = d
-		total += headerLen + len(e.Channel) + len(d)
+		ends[i] = buf.Len()
 		r.chans[i] = e.Channel
 		if q.opts.Overflow[e.Channel] != OverflowDropOldest {
 			r.allDrop = false
 		}
 	}
-	buf := make([]byte, 0, total)
-	for i, d := range datas {
-		off := len(buf)
-		buf = appendValue(buf, r.at, r.chans[i], d)
-		r.vals[i] = buf[off:len(buf):len(buf)]
-		r.size += int64(keyLen + len(r.vals[i]))
+	b := buf.Bytes()
+	off := 0
+	for i, end := range ends {
+		r.vals[i] = b[off:end:end]
+		r.size += int64(keyLen + end - off)
+		off = end
 	}
+	r.buf = buf
 	return r, nil
+}
+
+// release recycles r's value buffer; r.vals must not be used afterwards.
+func (r *appendReq) release() {
+	if r.buf != nil && r.buf.Cap() <= 4<<20 {
+		valueBufs.Put(r.buf)
+	}
+	r.buf, r.vals = nil, nil
 }
 
 func (q *Queue) commitLoop() {

@@ -333,9 +333,13 @@ func (q *Queue) AppendSeq(ctx context.Context, events []protocol.Event) (first u
 	select {
 	case q.reqs <- r:
 	case <-ctx.Done():
+		r.release()
 		return 0, fmt.Errorf("append: %w", ctx.Err())
 	}
-	if err := <-r.done; err != nil {
+	// The committer is done with r once it has sent the result.
+	err = <-r.done
+	r.release()
+	if err != nil {
 		return 0, err
 	}
 	return r.first, nil
