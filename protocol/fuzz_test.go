@@ -3,8 +3,6 @@ package protocol
 import (
 	"errors"
 	"testing"
-
-	"github.com/google/go-cmp/cmp"
 )
 
 // fuzzEndpoints maps the fuzzer's endpoint byte to an endpoint.
@@ -81,7 +79,7 @@ func checkDecodeResult(t fataler, ep Endpoint, evs []Event, err error) {
 		if err := UnmarshalEvent(b, &back); err != nil {
 			t.Fatalf("UnmarshalEvent of a mapped event: %v", err)
 		}
-		if diff := cmp.Diff(*e, back, cmpOpts); diff != "" {
+		if same, diff := sameOnWire(e, &back); !same {
 			t.Fatalf("event %d changed in a msgpack round trip (-want +got):\n%s", i, diff)
 		}
 	}
@@ -128,7 +126,7 @@ func FuzzUnmarshal(f *testing.F) {
 			if err := Unmarshal(again, m2, Limits{}); err != nil {
 				t.Fatalf("decode re-encoded %s: %v", k, err)
 			}
-			if diff := cmp.Diff(m, m2, cmpOpts); diff != "" {
+			if same, diff := sameOnWire(m, m2); !same {
 				t.Fatalf("%s changed in a round trip (-first +second):\n%s", k, diff)
 			}
 		}
@@ -159,7 +157,7 @@ func FuzzUnmarshalEvent(f *testing.F) {
 		if err := UnmarshalEvent(again, &e2); err != nil {
 			t.Fatalf("decode re-encoded event: %v", err)
 		}
-		if diff := cmp.Diff(e, e2, cmpOpts); diff != "" {
+		if same, diff := sameOnWire(&e, &e2); !same {
 			t.Fatalf("event changed in a round trip (-first +second):\n%s", diff)
 		}
 	})

@@ -1,11 +1,13 @@
 package protocol
 
 import (
+	"bytes"
 	"math"
 	"reflect"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // cmpOpts compare decoded messages: times by instant (msgpack decodes them
@@ -94,3 +96,38 @@ func newMessage(k Kind) Message {
 }
 
 var allKinds = []Kind{KindBatch, KindAck, KindSnapshot, KindCommand}
+
+// canonical encodes v as msgpack with sorted map keys. Two decoded values
+// with equal canonical forms are equal as far as the wire is concerned
+// (times as instants, empty and absent collections alike, NaN bit for bit).
+// Unlike cmp, it takes linear time on deeply nested values.
+func canonical(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	enc.SetSortMapKeys(true)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// sameOnWire reports whether a and b have the same canonical encoding, and
+// a diff of them when not.
+func sameOnWire(a, b any) (bool, string) {
+	ca, errA := canonical(a)
+	cb, errB := canonical(b)
+	if errA != nil || errB != nil {
+		return false, "canonical encoding failed: " + errString(errA) + " / " + errString(errB)
+	}
+	if bytes.Equal(ca, cb) {
+		return true, ""
+	}
+	return false, cmp.Diff(a, b, cmpOpts)
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "<nil>"
+	}
+	return err.Error()
+}
