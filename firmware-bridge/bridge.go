@@ -187,13 +187,17 @@ func (b *Bridge) HandleMessage(payload []byte, receivedAt time.Time) ([]protocol
 	return b.Ingest(f, receivedAt)
 }
 
-// Ingest turns a decoded frame received at receivedAt into events. A
+// Ingest turns a frame received at receivedAt into events; f must come
+// from Decode or pass Encode's checks. A
 // duplicate or stale frame yields no events and no error (it is counted);
 // a frame from a device beyond MaxDevices returns ErrTooManyDevices. Event
 // times are receivedAt − age_ms (FRAME.md, "Time").
 func (b *Bridge) Ingest(f *Frame, receivedAt time.Time) ([]protocol.Event, error) {
 	if f == nil {
 		return nil, fmt.Errorf("nil frame: %w", ErrField)
+	}
+	if len(f.Records) > MaxRecords {
+		return nil, fmt.Errorf("%d records exceed %d: %w", len(f.Records), MaxRecords, ErrTooLarge)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
