@@ -29,9 +29,9 @@ import (
 	"github.com/unico-cdp/unico/protocol"
 )
 
-// Committer stores a batch durably.
+// Committer stores batches durably.
 type Committer interface {
-	Commit(ctx context.Context, b *protocol.Batch) (store.Result, error)
+	CommitMany(ctx context.Context, bs []*protocol.Batch) ([]store.Result, error)
 }
 
 // Config configures intake. Zero fields take the documented defaults.
@@ -48,6 +48,9 @@ type Config struct {
 	Limits protocol.Limits
 	// QueueLen bounds decoded batches waiting for the store; default 32.
 	QueueLen int
+	// GroupEvents bounds the events of the batches committed together in
+	// one group commit; default 4000.
+	GroupEvents int
 	// TLS configures mqtts; nil uses the system roots.
 	TLS *tls.Config
 	// ConnectTimeout defaults to 10s.
@@ -86,6 +89,9 @@ func New(cfg Config, st Committer, reg prometheus.Registerer, logger *slog.Logge
 	}
 	if cfg.QueueLen <= 0 {
 		cfg.QueueLen = 32
+	}
+	if cfg.GroupEvents <= 0 {
+		cfg.GroupEvents = 4000
 	}
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = 10 * time.Second
@@ -248,31 +254,67 @@ func (in *Intake) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case w := <-in.queue:
-			in.handle(ctx, w)
+			// Group commit: take what else is waiting, up to GroupEvents.
+			group := []work{w}
+			n := w.events()
+		more:
+			for n < in.cfg.GroupEvents {
+				select {
+				case w2 := <-in.queue:
+					group = append(group, w2)
+					n += w2.events()
+				default:
+					break more
+				}
+			}
+			in.handle(ctx, group)
 		}
 	}
 }
 
-func (in *Intake) handle(ctx context.Context, w work) {
-	ack := protocol.Ack{EdgeID: w.edge}
-	if w.err != nil {
-		ack.Status, ack.Error = protocol.AckRejected, w.err.Error()
-		in.batches.WithLabelValues("rejected").Inc()
-		in.log.Warn("batch rejected", "tenant", w.tenant, "edge", w.edge, "err", w.err)
-	} else {
-		b := w.batch
-		ack.FirstSeq, ack.LastSeq = b.FirstSeq, b.LastSeq
+func (w work) events() int {
+	if w.batch == nil {
+		return 0
+	}
+	return len(w.batch.Events)
+}
+
+// handle commits a group of batches and acks each of them.
+func (in *Intake) handle(ctx context.Context, group []work) {
+	var bs []*protocol.Batch
+	for _, w := range group {
+		if w.err == nil {
+			bs = append(bs, w.batch)
+		}
+	}
+	var results []store.Result
+	var err error
+	if len(bs) > 0 {
 		start := time.Now()
-		res, err := in.store.Commit(ctx, b)
+		results, err = in.store.CommitMany(ctx, bs)
 		in.commitDur.Observe(time.Since(start).Seconds())
+		if err != nil && !errors.Is(err, context.Canceled) {
+			in.log.Error("commit failed; the edges will resend", "batches", len(bs), "err", err)
+		}
+	}
+	i := 0
+	for _, w := range group {
+		ack := protocol.Ack{EdgeID: w.edge}
 		switch {
+		case w.err != nil:
+			ack.Status, ack.Error = protocol.AckRejected, w.err.Error()
+			in.batches.WithLabelValues("rejected").Inc()
+			in.log.Warn("batch rejected", "tenant", w.tenant, "edge", w.edge, "err", w.err)
 		case err != nil:
+			b := w.batch
+			ack.FirstSeq, ack.LastSeq = b.FirstSeq, b.LastSeq
 			ack.Status, ack.Error = protocol.AckRetry, "commit failed"
 			in.batches.WithLabelValues("retry").Inc()
-			if !errors.Is(err, context.Canceled) {
-				in.log.Error("commit failed; the edge will resend", "edge", w.edge, "first", b.FirstSeq, "last", b.LastSeq, "err", err)
-			}
+			i++
 		default:
+			b, res := w.batch, results[i]
+			i++
+			ack.FirstSeq, ack.LastSeq = b.FirstSeq, b.LastSeq
 			ack.Status, ack.Accepted, ack.Duplicates = protocol.AckOK, res.Accepted, res.Duplicates
 			in.batches.WithLabelValues("ok").Inc()
 			in.ingested.Add(float64(res.Accepted))
@@ -281,16 +323,16 @@ func (in *Intake) handle(ctx context.Context, w work) {
 				in.lag.Observe(time.Since(b.SentAt).Seconds())
 			}
 		}
+		ack.AckedAt = time.Now().UTC()
+		payload, perr := protocol.Marshal(&ack)
+		if perr != nil {
+			in.log.Error("encode ack", "err", perr)
+			continue
+		}
+		// Not waiting on the token: a lost ack makes the edge resend, and
+		// the store recognises the events.
+		in.client.Publish(protocol.AckTopic(w.tenant, w.edge), 1, false, payload)
 	}
-	ack.AckedAt = time.Now().UTC()
-	payload, err := protocol.Marshal(&ack)
-	if err != nil {
-		in.log.Error("encode ack", "err", err)
-		return
-	}
-	// Not waiting on the token: a lost ack makes the edge resend, and the
-	// store recognises the events.
-	in.client.Publish(protocol.AckTopic(w.tenant, w.edge), 1, false, payload)
 }
 
 // Publish sends payload on topic with QoS 1 and waits up to timeout for

@@ -45,12 +45,19 @@ type Options struct {
 	// profile.DefaultRules().
 	Profile profile.Rules
 	// MaxTxnEvents is how many events share one Badger transaction (and
-	// one fsync). Default 256.
+	// one fsync). Default 2000.
 	MaxTxnEvents int
 	// CacheBytes is Badger's block cache. Default 64 MiB.
 	CacheBytes int64
-	Logger     *slog.Logger
-	Now        func() time.Time
+	// CacheNodes and CacheProfiles bound the decoded identifiers and
+	// profiles the writer keeps in memory. Defaults 500,000 and 200,000.
+	CacheNodes    int
+	CacheProfiles int
+	// MaxTxnBytes bounds the estimated size of one Badger transaction.
+	// Default 4 MiB.
+	MaxTxnBytes int
+	Logger      *slog.Logger
+	Now         func() time.Time
 }
 
 // node is what the store knows of one identifier.
@@ -109,6 +116,10 @@ type Stats struct {
 	Repartitions int64 `json:"repartitions_since_start"`
 	Unresolved   int64 `json:"unresolved_events_since_start"`
 	TooLarge     int64 `json:"components_too_large_since_start"`
+	// RepartitionsBy counts re-partitions by what caused them: an
+	// identifier became shared, an isolated identifier, a conflicted
+	// profile, or a limit.
+	RepartitionsBy map[string]int64 `json:"repartitions_by_cause_since_start"`
 }
 
 // Store is the hub's profile store.
@@ -122,9 +133,11 @@ type Store struct {
 
 	mu     sync.Mutex // serialises writers
 	closed bool
+	cache  *cache // guarded by mu
 
 	profiles, events                                       atomic.Int64
 	duplicates, merges, repartitions, unresolved, tooLarge atomic.Int64
+	repartitionsBy                                         map[string]*atomic.Int64
 }
 
 // Open opens or creates the store in opts.Dir.
@@ -136,7 +149,16 @@ func Open(opts Options) (*Store, error) {
 		opts.Identity = identity.DefaultRules()
 	}
 	if opts.MaxTxnEvents <= 0 {
-		opts.MaxTxnEvents = 256
+		opts.MaxTxnEvents = 2000
+	}
+	if opts.MaxTxnBytes <= 0 {
+		opts.MaxTxnBytes = 4 << 20
+	}
+	if opts.CacheNodes <= 0 {
+		opts.CacheNodes = 500_000
+	}
+	if opts.CacheProfiles <= 0 {
+		opts.CacheProfiles = 200_000
 	}
 	if opts.CacheBytes <= 0 {
 		opts.CacheBytes = 64 << 20
@@ -166,6 +188,10 @@ func Open(opts Options) (*Store, error) {
 		cls:   profile.NewClassifier(opts.Profile),
 		ids:   protocol.NewIDGen(opts.Now),
 		log:   opts.Logger.With("component", "store"),
+		cache: newCache(opts.CacheNodes, opts.CacheProfiles),
+		repartitionsBy: map[string]*atomic.Int64{
+			"shared": {}, "isolated": {}, "limit": {},
+		},
 	}
 	if err := db.View(func(txn *badger.Txn) error {
 		p, err := getCounter(txn, "profiles")
@@ -199,12 +225,16 @@ func (s *Store) Rules() *identity.Rules { return s.rules }
 
 // Stats returns the counters.
 func (s *Store) Stats() Stats {
-	return Stats{
+	st := Stats{
 		Profiles: s.profiles.Load(), Events: s.events.Load(),
 		Duplicates: s.duplicates.Load(), Merges: s.merges.Load(),
 		Repartitions: s.repartitions.Load(), Unresolved: s.unresolved.Load(),
-		TooLarge: s.tooLarge.Load(),
+		TooLarge: s.tooLarge.Load(), RepartitionsBy: map[string]int64{},
 	}
+	for k, v := range s.repartitionsBy {
+		st.RepartitionsBy[k] = v.Load()
+	}
+	return st
 }
 
 // Result says what Commit did with a batch.
@@ -216,43 +246,63 @@ type Result struct {
 // Commit resolves and stores the events of b durably. When it returns nil,
 // every event is committed and fsynced (or was a duplicate of one that was).
 func (s *Store) Commit(ctx context.Context, b *protocol.Batch) (Result, error) {
+	res, err := s.CommitMany(ctx, []*protocol.Batch{b})
+	return res[0], err
+}
+
+// CommitMany commits several batches, sharing transactions and fsyncs
+// between them: the hub's group commit when many edges send at once. When
+// it returns nil, every event of every batch is durable.
+func (s *Store) CommitMany(ctx context.Context, bs []*protocol.Batch) ([]Result, error) {
+	res := make([]Result, len(bs))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return Result{}, ErrClosed
+		return res, ErrClosed
 	}
-	var res Result
 	t := s.newTx()
-	defer t.discard()
-	for i := range b.Events {
-		if err := ctx.Err(); err != nil {
-			return res, err
-		}
-		if t.n >= s.opts.MaxTxnEvents {
-			if err := t.commit(); err != nil {
+	defer func() { t.discard() }()
+	for bi, b := range bs {
+		r := &res[bi]
+		for i := range b.Events {
+			if err := ctx.Err(); err != nil {
 				return res, err
 			}
-			t = s.newTx()
+			if t.n >= s.opts.MaxTxnEvents || t.bytes >= s.opts.MaxTxnBytes {
+				if err := t.commit(); err != nil {
+					return res, err
+				}
+				t = s.newTx()
+			}
+			dup, err := t.addEvent(&b.Events[i])
+			if errors.Is(err, errFlushFirst) {
+				if err := t.commit(); err != nil {
+					return res, err
+				}
+				t = s.newTx()
+				dup, err = t.addEvent(&b.Events[i])
+			}
+			if err != nil {
+				return res, fmt.Errorf("event %q: %w", b.Events[i].ID, err)
+			}
+			if dup {
+				r.Duplicates++
+			} else {
+				r.Accepted++
+			}
 		}
-		dup, err := t.addEvent(&b.Events[i])
-		if err != nil {
-			return res, fmt.Errorf("event %q: %w", b.Events[i].ID, err)
-		}
-		if dup {
-			res.Duplicates++
-		} else {
-			res.Accepted++
-		}
-	}
-	if b.EdgeID != "" {
-		if err := t.updateEdge(b, res); err != nil {
-			return res, err
+		if b.EdgeID != "" {
+			if err := t.updateEdge(b, *r); err != nil {
+				return res, err
+			}
 		}
 	}
 	if err := t.commit(); err != nil {
 		return res, err
 	}
-	s.duplicates.Add(int64(res.Duplicates))
+	for _, r := range res {
+		s.duplicates.Add(int64(r.Duplicates))
+	}
 	return res, nil
 }
 
@@ -266,6 +316,7 @@ type tx struct {
 	profiles map[string]*record // nil value: deleted
 	dirtyP   map[string]bool
 	n        int // events added
+	bytes    int // estimated bytes written
 	dProf    int64
 	dEvents  int64
 	merges   int64
@@ -287,7 +338,10 @@ func (t *tx) discard() {
 	}
 }
 
-func (t *tx) set(k, v []byte) error { return t.btx.Set(k, v) }
+func (t *tx) set(k, v []byte) error {
+	t.bytes += len(k) + len(v) + 32
+	return t.btx.Set(k, v)
+}
 
 func (t *tx) commit() error {
 	defer t.discard()
@@ -328,9 +382,11 @@ func (t *tx) commit() error {
 		}
 	}
 	if err := t.btx.Commit(); err != nil {
+		s.cache.reset()
 		return fmt.Errorf("commit: %w", err)
 	}
 	t.done = true
+	s.cache.install(t)
 	s.profiles.Add(t.dProf)
 	s.events.Add(t.dEvents)
 	s.merges.Add(t.merges)
@@ -339,6 +395,11 @@ func (t *tx) commit() error {
 
 func (t *tx) node(x protocol.Identifier) (*node, error) {
 	if n, ok := t.nodes[x]; ok {
+		return n, nil
+	}
+	if n, ok := t.s.cache.nodes[x]; ok {
+		n = n.clone()
+		t.nodes[x] = n
 		return n, nil
 	}
 	n := &node{}
@@ -361,6 +422,11 @@ func (t *tx) profile(pid string) (*record, error) {
 		if r == nil {
 			return nil, ErrNotFound
 		}
+		return r, nil
+	}
+	if r, ok := t.s.cache.profiles[pid]; ok {
+		r = r.clone()
+		t.profiles[pid] = r
 		return r, nil
 	}
 	r, err := readRecord(t.btx, pid)
@@ -420,6 +486,11 @@ func (t *tx) loadEvent(id string) (*protocol.Event, error) {
 
 // addEvent stores one event and resolves it. It reports whether the event
 // was a duplicate.
+// errFlushFirst asks Commit to commit the transaction so far and to add
+// the event again in a fresh one: re-partitioning iterates over keys, and
+// Badger sorts all of a transaction's pending writes for every iterator.
+var errFlushFirst = errors.New("flush before re-partition")
+
 func (t *tx) addEvent(e *protocol.Event) (bool, error) {
 	if e.ID == "" {
 		return false, errors.New("event without id")
@@ -428,6 +499,13 @@ func (t *tx) addEvent(e *protocol.Event) (bool, error) {
 		return true, nil
 	} else if !errors.Is(err, badger.ErrKeyNotFound) {
 		return false, fmt.Errorf("dedupe: %w", err)
+	}
+	p, err := t.plan(e)
+	if err != nil {
+		return false, err
+	}
+	if p.reason != "" && t.n > 0 {
+		return false, errFlushFirst
 	}
 	raw, err := protocol.MarshalEvent(e)
 	if err != nil {
@@ -438,7 +516,7 @@ func (t *tx) addEvent(e *protocol.Event) (bool, error) {
 	}
 	t.n++
 	t.dEvents++
-	return false, t.resolve(e)
+	return false, t.resolve(e, p)
 }
 
 func hashValue(v string) uint64 {
@@ -447,105 +525,144 @@ func hashValue(v string) uint64 {
 	return h.Sum64()
 }
 
-// resolve links e's identifiers and folds e into its profile.
-func (t *tx) resolve(e *protocol.Event) error {
+// plan is what resolving an event will do, decided before anything is
+// written.
+type plan struct {
+	ids    []protocol.Identifier // linkable, strongest first
+	active []protocol.Identifier // ids that are not shared (after this event)
+	pids   []string              // profiles of active ids
+	// reason is why the component must be re-partitioned ("shared",
+	// "isolated", "limit"), or empty for an incremental link.
+	reason string
+	// seen are the new co-occurrence hashes per identifier and type.
+	seen map[protocol.Identifier]map[string][]uint64
+	// shared are the identifiers this event makes shared.
+	shared []protocol.Identifier
+}
+
+// plan classifies e without changing any state.
+func (t *tx) plan(e *protocol.Event) (*plan, error) {
 	r := t.s.rules
-	ids := r.Identifiers(e)
-	// Track co-occurrences; note identifiers that become shared.
-	becameShared := false
-	for _, x := range ids {
+	p := &plan{ids: r.Identifiers(e)}
+	for _, x := range p.ids {
 		n, err := t.node(x)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		th := r.Rule(x.Type).SharedAfter
 		if n.Shared || th == 0 {
 			continue
 		}
-		for _, y := range ids {
+		for _, y := range p.ids {
 			if y == x || !r.Limited(y.Type) {
 				continue
 			}
 			h := hashValue(y.Value)
-			if slices.Contains(n.Seen[y.Type], h) {
+			if slices.Contains(n.Seen[y.Type], h) || slices.Contains(p.seen[x][y.Type], h) {
 				continue
 			}
-			if n.Seen == nil {
-				n.Seen = make(map[string][]uint64)
+			if p.seen == nil {
+				p.seen = make(map[protocol.Identifier]map[string][]uint64)
 			}
-			n.Seen[y.Type] = append(n.Seen[y.Type], h)
-			t.dirtyN[x] = true
-			if len(n.Seen[y.Type]) > th {
-				n.Shared, n.Seen = true, nil
-				becameShared = true
-				t.s.log.Info("identifier is shared, it no longer links", "identifier", x.String(), "event", e.ID)
-				break
+			if p.seen[x] == nil {
+				p.seen[x] = make(map[string][]uint64)
+			}
+			p.seen[x][y.Type] = append(p.seen[x][y.Type], h)
+			if len(n.Seen[y.Type])+len(p.seen[x][y.Type]) > th && !slices.Contains(p.shared, x) {
+				p.shared = append(p.shared, x)
 			}
 		}
 	}
-	var active []protocol.Identifier
-	var pids []string
-	need := becameShared
-	for _, x := range ids {
+	if len(p.shared) > 0 {
+		p.reason = "shared"
+	}
+	for _, x := range p.ids {
 		n := t.nodes[x]
-		if n.Shared {
+		if n.Shared || slices.Contains(p.shared, x) {
 			continue
 		}
-		active = append(active, x)
-		if n.Isolated {
-			need = true
+		p.active = append(p.active, x)
+		if n.Isolated && p.reason == "" {
+			p.reason = "isolated"
 		}
-		if n.P != "" && !slices.Contains(pids, n.P) {
-			pids = append(pids, n.P)
+		if n.P != "" && !slices.Contains(p.pids, n.P) {
+			p.pids = append(p.pids, n.P)
 		}
 	}
-	if !need {
-		counts := make(map[string]int)
-		seen := make(map[protocol.Identifier]bool)
-		for _, pid := range pids {
-			rec, err := t.profile(pid)
-			if err != nil {
-				return fmt.Errorf("profile %s of a node: %w", pid, err)
-			}
-			if rec.Conflicted {
-				need = true
-			}
-			for _, x := range rec.P.Identifiers {
-				seen[x] = true
-				if r.Limited(x.Type) {
-					counts[x.Type]++
-				}
-			}
+	if p.reason != "" {
+		return p, nil
+	}
+	counts := make(map[string]int)
+	seen := make(map[protocol.Identifier]bool)
+	for _, pid := range p.pids {
+		rec, err := t.profile(pid)
+		if err != nil {
+			return nil, fmt.Errorf("profile %s of a node: %w", pid, err)
 		}
-		for _, x := range active {
-			if !seen[x] && r.Limited(x.Type) {
+		for _, x := range rec.P.Identifiers {
+			seen[x] = true
+			if r.Limited(x.Type) {
 				counts[x.Type]++
 			}
 		}
-		for typ, c := range counts {
-			if c > r.Rule(typ).MaxPerProfile {
-				need = true
-			}
+	}
+	for _, x := range p.active {
+		if !seen[x] && r.Limited(x.Type) {
+			counts[x.Type]++
 		}
 	}
-	if len(active) == 0 && !need {
-		t.s.unresolved.Add(1)
-		return nil
-	}
-	if need {
-		err := t.repartition(e, ids)
-		if errors.Is(err, errTooLarge) {
-			t.s.tooLarge.Add(1)
-			t.s.log.Warn("identity component too large to re-partition; event attached without new links", "event", e.ID, "limit", r.MaxComponentEvents)
-			return t.attachOnly(e, active)
+	for typ, c := range counts {
+		if c > r.Rule(typ).MaxPerProfile {
+			p.reason = "limit"
 		}
-		return err
 	}
-	return t.link(e, active, pids)
+	return p, nil
 }
 
-// link is the incremental path: no rule is violated, so the event's
-// profiles merge and its new identifiers join them.
+// resolve carries out plan p for e: it records co-occurrences, then links
+// incrementally or re-partitions e's component.
+func (t *tx) resolve(e *protocol.Event, p *plan) error {
+	r := t.s.rules
+	for x, byType := range p.seen {
+		n := t.nodes[x]
+		if slices.Contains(p.shared, x) {
+			n.Shared, n.Seen = true, nil
+			t.s.log.Info("identifier is shared, it no longer links", "identifier", x.String(), "event", e.ID)
+		} else {
+			if n.Seen == nil {
+				n.Seen = make(map[string][]uint64)
+			}
+			for typ, hs := range byType {
+				n.Seen[typ] = append(n.Seen[typ], hs...)
+			}
+		}
+		t.dirtyN[x] = true
+	}
+	if p.reason == "" {
+		if len(p.active) == 0 {
+			t.s.unresolved.Add(1)
+			return nil
+		}
+		return t.link(e, p.active, p.pids)
+	}
+	t.s.repartitionsBy[p.reason].Add(1)
+	err := t.repartition(e, p.ids)
+	if errors.Is(err, errTooLarge) {
+		t.s.tooLarge.Add(1)
+		t.s.log.Warn("identity component too large to re-partition; event attached without new links", "event", e.ID, "limit", r.MaxComponentEvents)
+		return t.attachOnly(e, p.active)
+	}
+	return err
+}
+
+// link is the incremental path, taken when the union of the event's
+// profiles and new identifiers breaks no limit and no identifier became
+// shared. Then the canonical partition of all events is the old one with
+// those profiles merged: in Partition's edge order every set stays inside
+// a group of that result, links accepted before are still accepted (their
+// union is inside a valid group) and links refused before are still
+// refused (limits only grow with the sets). So no re-partition is needed,
+// even for a profile that has refused links.
 func (t *tx) link(e *protocol.Event, active []protocol.Identifier, pids []string) error {
 	at := t.s.opts.Now().UTC()
 	var surv *record

@@ -1,0 +1,96 @@
+package store
+
+import (
+	"maps"
+	"slices"
+
+	"github.com/unico-cdp/unico/protocol"
+)
+
+// cache keeps decoded nodes and profiles that the writer used recently, so
+// that resolving an event rarely reads and decodes from Badger. Only the
+// writer (under Store.mu) uses it. Entries are replaced, never mutated: a
+// transaction works on clones and installs them after a successful commit,
+// so a failed commit leaves the cache as it was.
+type cache struct {
+	maxNodes, maxProfiles int
+	nodes                 map[protocol.Identifier]*node
+	profiles              map[string]*record
+}
+
+func newCache(maxNodes, maxProfiles int) *cache {
+	return &cache{
+		maxNodes: maxNodes, maxProfiles: maxProfiles,
+		nodes:    make(map[protocol.Identifier]*node),
+		profiles: make(map[string]*record),
+	}
+}
+
+func (n *node) clone() *node {
+	c := *n
+	if n.Seen != nil {
+		c.Seen = make(map[string][]uint64, len(n.Seen))
+		for k, v := range n.Seen {
+			c.Seen[k] = slices.Clone(v)
+		}
+	}
+	return &c
+}
+
+func (r *record) clone() *record {
+	c := *r
+	p := &c.P
+	p.Identifiers = slices.Clone(r.P.Identifiers)
+	p.Traits = maps.Clone(r.P.Traits)
+	p.Consent = maps.Clone(r.P.Consent)
+	p.Computed.SiteVisits = maps.Clone(r.P.Computed.SiteVisits)
+	p.Computed.Channels = maps.Clone(r.P.Computed.Channels)
+	if r.P.Computed.LastContact != nil {
+		lc := *r.P.Computed.LastContact
+		p.Computed.LastContact = &lc
+	}
+	return &c
+}
+
+// install records the committed state of a transaction.
+func (c *cache) install(t *tx) {
+	for x := range t.nodes {
+		c.nodes[x] = t.nodes[x]
+	}
+	for pid, r := range t.profiles {
+		if r == nil {
+			delete(c.profiles, pid)
+			continue
+		}
+		c.profiles[pid] = r
+	}
+	c.evict()
+}
+
+func (c *cache) evict() {
+	if len(c.nodes) > c.maxNodes {
+		drop := len(c.nodes) - c.maxNodes*9/10
+		for k := range c.nodes {
+			if drop == 0 {
+				break
+			}
+			delete(c.nodes, k)
+			drop--
+		}
+	}
+	if len(c.profiles) > c.maxProfiles {
+		drop := len(c.profiles) - c.maxProfiles*9/10
+		for k := range c.profiles {
+			if drop == 0 {
+				break
+			}
+			delete(c.profiles, k)
+			drop--
+		}
+	}
+}
+
+func (c *cache) reset() {
+	clear(c.nodes)
+	clear(c.profiles)
+}
