@@ -114,11 +114,18 @@ func (r *Rules) Linkable(id protocol.Identifier) bool {
 func (r *Rules) Limited(t string) bool { return r.Rule(t).MaxPerProfile > 0 }
 
 // Identifiers returns the linkable identifiers of e, deduplicated, strongest
-// first (priority descending, then type and value ascending).
+// first (priority descending, then type and value ascending). The
+// previousId of an alias call counts as an anonymous_id, the common case of
+// Segment's alias (an anonymous visitor becoming a known user).
 func (r *Rules) Identifiers(e *protocol.Event) []protocol.Identifier {
-	out := make([]protocol.Identifier, 0, len(e.Identifiers))
+	out := make([]protocol.Identifier, 0, len(e.Identifiers)+1)
 	for _, id := range e.Identifiers {
 		if r.Linkable(id) && !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	if e.Type == protocol.TypeAlias && e.PreviousID != "" {
+		if id := (protocol.Identifier{Type: protocol.IDAnonymousID, Value: e.PreviousID}); r.Linkable(id) && !slices.Contains(out, id) {
 			out = append(out, id)
 		}
 	}
