@@ -42,6 +42,9 @@ var (
 	// ErrTooManyDevices is returned by Ingest for a frame from a new device
 	// when MaxDevices devices are already known. The frame is dropped.
 	ErrTooManyDevices = errors.New("too many devices")
+	// ErrDeviceMismatch is returned by HandleDeviceMessage when the frame's
+	// device id is not the one the transport vouches for.
+	ErrDeviceMismatch = errors.New("device id mismatch")
 )
 
 // Config configures a Bridge. Zero fields take the documented defaults.
@@ -99,13 +102,19 @@ type Stats struct {
 	// WeakSightings counts sightings below RSSIThreshold.
 	WeakSightings uint64
 	// Rejected counts frames dropped by reason: the Reason of a decode
-	// error or "too_many_devices".
+	// error, "device_mismatch" or "too_many_devices".
 	Rejected map[string]uint64
 	// Events counts emitted events by name.
 	Events map[string]uint64
 }
 
-var rejectReasons = [...]string{"truncated", "too_large", "magic", "version", "checksum", "field", "trailing", "other", "too_many_devices"}
+var rejectReasons = [...]string{"truncated", "too_large", "magic", "version", "checksum", "field", "trailing", "other", "device_mismatch", "too_many_devices"}
+
+func (b *Bridge) reject(reason string) {
+	if i := slices.Index(rejectReasons[:], reason); i >= 0 {
+		b.rejected[i]++
+	}
+}
 
 // Bridge turns frames into events. It is safe for concurrent use.
 type Bridge struct {
@@ -176,13 +185,29 @@ func NewBridge(cfg Config, logger *slog.Logger) (*Bridge, error) {
 // HandleMessage decodes payload, one frame as received from a device, and
 // ingests it. Decode errors are counted by Reason and returned.
 func (b *Bridge) HandleMessage(payload []byte, receivedAt time.Time) ([]protocol.Event, error) {
+	return b.HandleDeviceMessage("", payload, receivedAt)
+}
+
+// HandleDeviceMessage is HandleMessage for a transport that knows which
+// device sent payload, such as an MQTT topic "…/<device id>/…" guarded by
+// broker ACLs: a frame whose device id (16 hex digits) is not deviceID is
+// rejected with ErrDeviceMismatch, so one device cannot speak for another.
+// An empty deviceID checks nothing.
+func (b *Bridge) HandleDeviceMessage(deviceID string, payload []byte, receivedAt time.Time) ([]protocol.Event, error) {
 	f, err := Decode(payload)
 	if err != nil {
 		b.mu.Lock()
-		b.rejected[slices.Index(rejectReasons[:], Reason(err))]++
+		b.reject(Reason(err))
 		b.mu.Unlock()
 		b.log.Debug("frame rejected", "err", err)
 		return nil, fmt.Errorf("decode frame: %w", err)
+	}
+	if deviceID != "" && deviceID != f.DeviceID.String() {
+		b.mu.Lock()
+		b.reject("device_mismatch")
+		b.mu.Unlock()
+		b.log.Warn("frame rejected", "err", "device id mismatch", "device", deviceID, "frame_device", f.DeviceID.String())
+		return nil, fmt.Errorf("frame from %s on the channel of %q: %w", f.DeviceID, deviceID, ErrDeviceMismatch)
 	}
 	return b.Ingest(f, receivedAt)
 }
@@ -204,7 +229,7 @@ func (b *Bridge) Ingest(f *Frame, receivedAt time.Time) ([]protocol.Event, error
 	d := b.devices[f.DeviceID]
 	if d == nil {
 		if len(b.devices) >= b.cfg.MaxDevices {
-			b.rejected[len(rejectReasons)-1]++
+			b.reject("too_many_devices")
 			return nil, fmt.Errorf("device %s: %d devices known: %w", f.DeviceID, len(b.devices), ErrTooManyDevices)
 		}
 		d = &device{id: f.DeviceID, idStr: f.DeviceID.String()}
@@ -343,6 +368,19 @@ func (b *Bridge) Tick(now time.Time) []protocol.Event {
 	var out []protocol.Event
 	limit := now.UnixNano() - int64(b.cfg.ExitTimeout)
 	for b.head != nil && b.head.last <= limit {
+		out = b.close(out, b.head, now)
+	}
+	return out
+}
+
+// Flush closes every open session as if its exit timeout had passed and
+// returns the events, for a clean shutdown: presence.exit is stamped at
+// each identifier's last sighting.
+func (b *Bridge) Flush(now time.Time) []protocol.Event {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []protocol.Event
+	for b.head != nil {
 		out = b.close(out, b.head, now)
 	}
 	return out

@@ -450,3 +450,86 @@ func gather(t *testing.T, c prometheus.Collector) map[string]float64 {
 	}
 	return out
 }
+
+// TestConcurrentUse runs ingestion, ticks, status and metrics at once; run
+// it with -race.
+func TestConcurrentUse(t *testing.T) {
+	b, _ := NewBridge(Config{MaxTracked: 50}, nil)
+	done := make(chan struct{})
+	var frames [2][][]byte
+	for w := range frames {
+		for seq := range 200 {
+			f := frame(uint32(seq), uint64(seq+1)*1000, sight(id8(byte(seq%80)), -60, uint8(seq%4), 0))
+			f.DeviceID[0] = byte(w)
+			raw, err := Encode(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			frames[w] = append(frames[w], raw)
+		}
+	}
+	for w := range frames {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i, raw := range frames[w] {
+				if _, err := b.HandleMessage(raw, at(time.Duration(i)*time.Second)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	go func() {
+		defer func() { done <- struct{}{} }()
+		for i := range 200 {
+			b.Tick(at(time.Duration(i) * time.Second))
+			_ = b.Devices()
+			_ = gather(t, b)
+		}
+	}()
+	for range 3 {
+		<-done
+	}
+	for _, d := range b.Devices() {
+		if d.Frames != 200 {
+			t.Errorf("device %s: %d frames, want 200", d.DeviceID, d.Frames)
+		}
+	}
+	if n := b.Stats().Tracked; n > 50 {
+		t.Errorf("tracked %d > MaxTracked 50", n)
+	}
+}
+
+func TestHandleDeviceMessage(t *testing.T) {
+	b, _ := NewBridge(Config{}, nil)
+	raw := sealed(header(1), counterRec)
+	if _, err := b.HandleDeviceMessage("a1b2c3d4e5f60708", raw, at(0)); !errors.Is(err, ErrDeviceMismatch) {
+		t.Fatalf("other device: %v, want ErrDeviceMismatch", err)
+	}
+	evs, err := b.HandleDeviceMessage("0102030405060708", raw, at(0))
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("own device: %d events, %v", len(evs), err)
+	}
+	if got := b.Stats().Rejected; !cmp.Equal(got, map[string]uint64{"device_mismatch": 1}) {
+		t.Errorf("Rejected = %v", got)
+	}
+}
+
+func TestFlush(t *testing.T) {
+	b, _ := NewBridge(Config{}, nil)
+	if _, err := b.Ingest(frame(0, 1000, sight(id8(0xaa), -60, 1, 0), sight(id8(0xbb), -60, 1, 0)), at(0)); err != nil {
+		t.Fatal(err)
+	}
+	got := summarize(b.Flush(at(time.Second)))
+	var names []string
+	for _, e := range got {
+		names = append(names, e.Name+" "+e.Ident)
+	}
+	want := []string{EventExit + " " + macA, EventExit + " " + macB}
+	if diff := cmp.Diff(want, names); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	if n := b.Stats().Tracked; n != 0 {
+		t.Errorf("tracked %d after Flush", n)
+	}
+}
