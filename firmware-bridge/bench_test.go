@@ -19,7 +19,7 @@ func benchFrames(b *testing.B, n, recs, population int) [][]byte {
 		for range recs {
 			id := make(HexBytes, 16)
 			binary.LittleEndian.PutUint64(id, uint64(k%population)*0x9e3779b97f4a7c15)
-			f.Records = append(f.Records, sight(id, -60, uint8(k%8), uint32(k%1000)))
+			f.Records = append(f.Records, sight(id, -60, uint8((k/997)%8), uint32(k%1000)))
 			k++
 		}
 		raw, err := Encode(f)
