@@ -321,7 +321,7 @@ func (b *Bridge) sighting(out []protocol.Event, s *Sighting, ref eventRef, recei
 		return out
 	}
 	if s.Zone != ss.zone {
-		out = b.dwell(out, ss, t, ref, receivedAt)
+		out = b.dwell(out, ss, t, ref, "-dwell", receivedAt)
 		ss.zone = s.Zone
 		ss.zoneSince = t
 	}
@@ -333,8 +333,10 @@ func (b *Bridge) sighting(out []protocol.Event, s *Sighting, ref eventRef, recei
 }
 
 // dwell emits presence.zone_dwell for ss's current zone, left at until,
-// when the stay was long enough. ref is the record that ended the stay.
-func (b *Bridge) dwell(out []protocol.Event, ss *session, until int64, ref eventRef, receivedAt time.Time) []protocol.Event {
+// when the stay was long enough. ref and suffix make the event id: the
+// record that ended the stay, and whether the stay ended by moving zone
+// ("-dwell") or by the session closing ("-exit-dwell").
+func (b *Bridge) dwell(out []protocol.Event, ss *session, until int64, ref eventRef, suffix string, receivedAt time.Time) []protocol.Event {
 	stay := time.Duration(until - ss.zoneSince)
 	if stay < b.cfg.MinDwell {
 		return out
@@ -343,13 +345,13 @@ func (b *Bridge) dwell(out []protocol.Event, ss *session, until int64, ref event
 		return out
 	}
 	props := map[string]any{"zone": b.zoneName(ss.zone), "zone_id": int64(ss.zone), "dwell_seconds": stay.Seconds()}
-	return append(out, b.event(EventZoneDwell, ref, "-dwell", ss, time.Unix(0, until), receivedAt, props))
+	return append(out, b.event(EventZoneDwell, ref, suffix, ss, time.Unix(0, until), receivedAt, props))
 }
 
 // close ends ss: its last zone's dwell, then presence.exit at its last
 // sighting, both with ids derived from that sighting.
 func (b *Bridge) close(out []protocol.Event, ss *session, receivedAt time.Time) []protocol.Event {
-	out = b.dwell(out, ss, ss.last, ss.ref, receivedAt)
+	out = b.dwell(out, ss, ss.last, ss.ref, "-exit-dwell", receivedAt)
 	props := map[string]any{
 		"zone": b.zoneName(ss.zone), "zone_id": int64(ss.zone),
 		"duration_seconds": time.Duration(ss.last - ss.first).Seconds(),

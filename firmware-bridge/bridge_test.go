@@ -94,7 +94,7 @@ func TestBridgeSessions(t *testing.T) {
 				}},
 				{45 * time.Second, frame(1, 46000, sight(id8(0xaa), -60, 3, 0)), nil},
 				{10 * time.Minute, nil, []ev{
-					{idPrefix + "1-0-dwell", EventZoneDwell, macA, 45 * time.Second, map[string]any{"zone": "shoes", "zone_id": int64(3), "dwell_seconds": 45.0}},
+					{idPrefix + "1-0-exit-dwell", EventZoneDwell, macA, 45 * time.Second, map[string]any{"zone": "shoes", "zone_id": int64(3), "dwell_seconds": 45.0}},
 					{idPrefix + "1-0-exit", EventExit, macA, 45 * time.Second, map[string]any{"zone": "shoes", "zone_id": int64(3), "duration_seconds": 45.0}},
 				}},
 			},

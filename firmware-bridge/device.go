@@ -150,9 +150,9 @@ func (d *device) check(f *Frame, recv int64) verdict {
 	}
 	// An older seq under the same boot id. If the frame's boot estimate
 	// is later than the boot's by half its known uptime (and at least
-	// minRebootShift) or more, the
-	// device must have rebooted since (a frame of this boot delayed that
-	// long is implausible) and drawn the same boot id.
+	// minRebootShift) or more, the device must have rebooted since (a
+	// frame of this boot delayed that long is implausible) and drawn the
+	// same boot id.
 	if f.UptimeMS < d.uptime && bootEstimate(f, recv)-d.bootAt >= max(int64(min(d.uptime, 1<<40)/2)*int64(time.Millisecond), int64(minRebootShift)) {
 		d.reboot(f, recv)
 		return vAccept

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/unico-cdp/unico/protocol"
 )
 
 // FuzzDecode checks that Decode never panics, that every error is a
@@ -65,12 +67,23 @@ func checkFrame(t *testing.T, in []byte) {
 		t.Fatal(err)
 	}
 	now := time.Unix(1e9, 0)
-	for i := range 3 { // the same frame again is a duplicate
-		if _, err := b.Ingest(fr, now.Add(time.Duration(i)*time.Second)); err != nil {
-			t.Fatal(err)
+	seen := map[string]bool{}
+	unique := func(evs []protocol.Event) {
+		for _, e := range evs {
+			if seen[e.ID] {
+				t.Fatalf("event id %s twice", e.ID)
+			}
+			seen[e.ID] = true
 		}
 	}
-	b.Tick(now.Add(time.Hour))
+	for i := range 3 { // the same frame again is a duplicate
+		evs, err := b.Ingest(fr, now.Add(time.Duration(i)*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		unique(evs)
+	}
+	unique(b.Tick(now.Add(time.Hour)))
 	if b.Stats().Tracked != 0 {
 		t.Fatal("sessions left after the exit timeout")
 	}
