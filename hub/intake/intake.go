@@ -80,6 +80,7 @@ type Intake struct {
 	duplicates prometheus.Counter
 	commitDur  prometheus.Histogram
 	lag        prometheus.Histogram
+	latency    prometheus.Histogram
 }
 
 // New validates cfg and returns an Intake; Run starts it. reg may be nil.
@@ -120,6 +121,11 @@ func New(cfg Config, st Committer, reg prometheus.Registerer, logger *slog.Logge
 			Name: "unico_hub_batch_lag_seconds", Help: "Time from the edge sending a batch to its commit at the hub.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 18),
 		}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "unico_hub_event_latency_seconds",
+			Help:    "Time from an edge accepting an event (its received-at) to the event's profile update committed at the hub; assumes synchronised clocks.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 20),
+		}),
 	}
 	opts, err := clientOptions(cfg)
 	if err != nil {
@@ -132,7 +138,7 @@ func New(cfg Config, st Committer, reg prometheus.Registerer, logger *slog.Logge
 	})
 	in.client = paho.NewClient(opts)
 	if reg != nil {
-		for _, c := range []prometheus.Collector{in.batches, in.ingested, in.duplicates, in.commitDur, in.lag,
+		for _, c := range []prometheus.Collector{in.batches, in.ingested, in.duplicates, in.commitDur, in.lag, in.latency,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "unico_hub_broker_connected", Help: "1 while intake is connected to the broker."},
 				func() float64 {
 					if in.connected.Load() {
@@ -319,8 +325,16 @@ func (in *Intake) handle(ctx context.Context, group []work) {
 			in.batches.WithLabelValues("ok").Inc()
 			in.ingested.Add(float64(res.Accepted))
 			in.duplicates.Add(float64(res.Duplicates))
+			now := time.Now()
 			if !b.SentAt.IsZero() {
-				in.lag.Observe(time.Since(b.SentAt).Seconds())
+				in.lag.Observe(now.Sub(b.SentAt).Seconds())
+			}
+			if res.Accepted > 0 {
+				for i := range b.Events {
+					if ra := b.Events[i].ReceivedAt; !ra.IsZero() {
+						in.latency.Observe(now.Sub(ra).Seconds())
+					}
+				}
 			}
 		}
 		ack.AckedAt = time.Now().UTC()
