@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -76,6 +77,10 @@ func New(cfg Config, logger *slog.Logger) (*API, error) {
 	a.mux.HandleFunc("POST /api/v1/events", a.auth(a.postEvents))
 	a.mux.HandleFunc("GET /api/v1/edges", a.auth(a.edges))
 	a.mux.HandleFunc("GET /api/v1/stats", a.auth(a.stats))
+	// Profiling for operators, behind the admin token.
+	a.mux.HandleFunc("/debug/pprof/", a.auth(pprof.Index))
+	a.mux.HandleFunc("/debug/pprof/profile", a.auth(pprof.Profile))
+	a.mux.HandleFunc("/debug/pprof/trace", a.auth(pprof.Trace))
 	a.mux.HandleFunc("/api/", a.auth(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint", "")
 	}))

@@ -40,7 +40,7 @@ func TestMain(m *testing.M) {
 var buildOnce sync.Once
 
 // binaries builds cmd/hub and cmd/edge-agent once per test run.
-func binaries(t *testing.T) {
+func binaries(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("SKIP: end-to-end test (runs without -short)")
@@ -57,7 +57,7 @@ func binaries(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -69,7 +69,7 @@ func freePort(t *testing.T) int {
 
 // proc is a running binary.
 type proc struct {
-	t    *testing.T
+	t    testing.TB
 	name string
 	args []string
 	cmd  *exec.Cmd
@@ -89,7 +89,7 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	return w.b.Write(p)
 }
 
-func start(t *testing.T, name string, args ...string) *proc {
+func start(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{t: t, name: name, args: args, log: &bytes.Buffer{}, mu: &sync.Mutex{}}
 	p.start()
@@ -149,7 +149,7 @@ func (p *proc) restart() {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -165,7 +165,7 @@ type hubProc struct {
 	http, mqtt int
 }
 
-func startHub(t *testing.T, dir string) *hubProc {
+func startHub(t testing.TB, dir string) *hubProc {
 	t.Helper()
 	h := &hubProc{http: freePort(t), mqtt: freePort(t)}
 	h.proc = start(t, "hub", "--data-dir", dir, "--admin-token", adminToken,
@@ -176,7 +176,7 @@ func startHub(t *testing.T, dir string) *hubProc {
 
 func (h *hubProc) url(path string) string { return fmt.Sprintf("http://127.0.0.1:%d%s", h.http, path) }
 
-func (h *hubProc) waitReady(t *testing.T) {
+func (h *hubProc) waitReady(t testing.TB) {
 	t.Helper()
 	waitFor(t, 30*time.Second, "hub /healthz", func() bool {
 		resp, err := http.Get(h.url("/healthz"))
@@ -189,7 +189,7 @@ func (h *hubProc) waitReady(t *testing.T) {
 }
 
 // get fetches an API path into v and returns the status code.
-func (h *hubProc) get(t *testing.T, path string, v any) int {
+func (h *hubProc) get(t testing.TB, path string, v any) int {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, h.url(path), nil)
 	req.Header.Set("Authorization", "Bearer "+adminToken)
@@ -214,7 +214,7 @@ type storeStats struct {
 	} `json:"store"`
 }
 
-func (h *hubProc) events(t *testing.T) int64 {
+func (h *hubProc) events(t testing.TB) int64 {
 	var s storeStats
 	if h.get(t, "/api/v1/stats", &s) != 200 {
 		return -1
@@ -227,7 +227,7 @@ type edgeProc struct {
 	http int
 }
 
-func startEdge(t *testing.T, dir, id string, hubMQTT int, extra ...string) *edgeProc {
+func startEdge(t testing.TB, dir, id string, hubMQTT int, extra ...string) *edgeProc {
 	t.Helper()
 	e := &edgeProc{http: freePort(t)}
 	args := append([]string{"--data-dir", dir, "--edge-id", id, "--write-key", "wk",
@@ -239,7 +239,7 @@ func startEdge(t *testing.T, dir, id string, hubMQTT int, extra ...string) *edge
 	return e
 }
 
-func (e *edgeProc) waitReady(t *testing.T) {
+func (e *edgeProc) waitReady(t testing.TB) {
 	t.Helper()
 	waitFor(t, 30*time.Second, "edge /healthz", func() bool {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", e.http))
