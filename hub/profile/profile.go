@@ -67,6 +67,9 @@ type Computed struct {
 	Revenue        Money            `msgpack:"rv" json:"revenue"`
 	LastPurchaseAt time.Time        `msgpack:"lp,omitempty" json:"last_purchase_at,omitzero"`
 	SiteVisits     map[string]int64 `msgpack:"sv,omitempty" json:"site_visits,omitempty"`
+	// Edges counts the profile's events per edge that captured them; it
+	// decides which edges hold the profile's snapshot.
+	Edges map[string]int64 `msgpack:"ed,omitempty" json:"edges,omitempty"`
 	Channels       map[string]int64 `msgpack:"ch,omitempty" json:"channels,omitempty"`
 	LastContact    *Contact         `msgpack:"lc,omitempty" json:"last_contact,omitempty"`
 }
@@ -169,6 +172,12 @@ func (c *Classifier) Apply(p *Profile, e *protocol.Event) {
 		cp.LastSeen = at
 	}
 	cp.Events++
+	if e.Source.Edge != "" {
+		if cp.Edges == nil {
+			cp.Edges = make(map[string]int64)
+		}
+		cp.Edges[e.Source.Edge]++
+	}
 	if e.Channel != "" {
 		if cp.Channels == nil {
 			cp.Channels = make(map[string]int64)
@@ -258,6 +267,7 @@ func Merge(dst, src *Profile) {
 	}
 	a.SiteVisits = addCounts(a.SiteVisits, b.SiteVisits)
 	a.Channels = addCounts(a.Channels, b.Channels)
+	a.Edges = addCounts(a.Edges, b.Edges)
 	if b.LastContact != nil && (a.LastContact == nil || b.LastContact.After(a.LastContact.Stamp)) {
 		c := *b.LastContact
 		a.LastContact = &c

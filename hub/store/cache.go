@@ -45,6 +45,7 @@ func (r *record) clone() *record {
 	p.Consent = maps.Clone(r.P.Consent)
 	p.Computed.SiteVisits = maps.Clone(r.P.Computed.SiteVisits)
 	p.Computed.Channels = maps.Clone(r.P.Computed.Channels)
+	p.Computed.Edges = maps.Clone(r.P.Computed.Edges)
 	if r.P.Computed.LastContact != nil {
 		lc := *r.P.Computed.LastContact
 		p.Computed.LastContact = &lc

@@ -19,6 +19,8 @@ import (
 //	r <profile id>                             → id of the profile it was merged into
 //	s <tenant> 0 <edge>                        → edge state
 //	c <name>                                   → counter (8 bytes)
+//	d <profile id>                             → the profile changed or was deleted since the
+//	                                             snapshot manager last looked (empty value)
 const (
 	tEvent    = 'e'
 	tNode     = 'n'
@@ -29,7 +31,10 @@ const (
 	tRedirect = 'r'
 	tEdge     = 's'
 	tCounter  = 'c'
+	tDirty    = 'd'
 )
+
+func dirtyKey(pid string) []byte { return append([]byte{tDirty}, pid...) }
 
 func eventKey(id string) []byte { return append([]byte{tEvent}, id...) }
 

@@ -313,3 +313,92 @@ func (s *Store) Isolate(x protocol.Identifier) error {
 
 // Now returns the store's clock reading.
 func (s *Store) Now() time.Time { return s.opts.Now() }
+
+// Change is a profile that changed since the snapshot manager last looked.
+type Change struct {
+	ProfileID string
+	// Profile is the current profile; nil when it was deleted.
+	Profile *View
+	// MergedInto is set for a profile merged into another (its id now
+	// redirects there); empty for a deleted one.
+	MergedInto string
+	// Version identifies this change; ClearChanges removes the mark only
+	// while it still has this version.
+	Version uint64
+}
+
+// Changes returns up to limit changed profiles, oldest id first. Each stays
+// listed until ClearChanges removes it, so a crash between reading and
+// acting on a change only repeats it.
+func (s *Store) Changes(limit int) ([]Change, error) {
+	var out []Change
+	err := s.db.View(func(txn *badger.Txn) error {
+		prefix := []byte{tDirty}
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(prefix); it.ValidForPrefix(prefix) && len(out) < limit; it.Next() {
+			pid := string(it.Item().Key()[1:])
+			c := Change{ProfileID: pid}
+			if err := it.Item().Value(func(v []byte) error {
+				if len(v) == 8 {
+					c.Version = beUint64(v)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			rec, err := readRecord(txn, pid)
+			switch {
+			case err == nil:
+				c.Profile = s.view(rec, pid)
+			case errors.Is(err, ErrNotFound):
+				if item, err := txn.Get(redirectKey(pid)); err == nil {
+					v, err := item.ValueCopy(nil)
+					if err != nil {
+						return err
+					}
+					c.MergedInto = string(v)
+				}
+			default:
+				return err
+			}
+			out = append(out, c)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ClearChanges removes the marks of changes that have been acted on. A
+// mark set again by a later commit has a newer version and stays.
+func (s *Store) ClearChanges(changes []Change) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return s.db.Update(func(txn *badger.Txn) error {
+		for _, c := range changes {
+			item, err := txn.Get(dirtyKey(c.ProfileID))
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			if len(v) == 8 && beUint64(v) != c.Version {
+				continue
+			}
+			if err := txn.Delete(dirtyKey(c.ProfileID)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

@@ -134,6 +134,9 @@ type Store struct {
 	mu     sync.Mutex // serialises writers
 	closed bool
 	cache  *cache // guarded by mu
+	// changeVersion versions change marks, so that clearing a mark never
+	// removes a newer one. Guarded by mu.
+	changeVersion uint64
 
 	profiles, events                                       atomic.Int64
 	duplicates, merges, repartitions, unresolved, tooLarge atomic.Int64
@@ -182,13 +185,14 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", opts.Dir, err)
 	}
 	s := &Store{
-		db:    db,
-		opts:  opts,
-		rules: opts.Identity,
-		cls:   profile.NewClassifier(opts.Profile),
-		ids:   protocol.NewIDGen(opts.Now),
-		log:   opts.Logger.With("component", "store"),
-		cache: newCache(opts.CacheNodes, opts.CacheProfiles),
+		changeVersion: uint64(opts.Now().UnixNano()),
+		db:            db,
+		opts:          opts,
+		rules:         opts.Identity,
+		cls:           profile.NewClassifier(opts.Profile),
+		ids:           protocol.NewIDGen(opts.Now),
+		log:           opts.Logger.With("component", "store"),
+		cache:         newCache(opts.CacheNodes, opts.CacheProfiles),
 		repartitionsBy: map[string]*atomic.Int64{
 			"shared": {}, "isolated": {}, "limit": {},
 		},
@@ -355,6 +359,11 @@ func (t *tx) commit() error {
 		}
 	}
 	for pid := range t.dirtyP {
+		// Mark the change for the snapshot manager, in the same commit.
+		t.s.changeVersion++
+		if err := t.btx.Set(dirtyKey(pid), beAppend(nil, t.s.changeVersion)); err != nil {
+			return fmt.Errorf("mark profile changed: %w", err)
+		}
 		rec := t.profiles[pid]
 		if rec == nil {
 			if err := t.btx.Delete(profileKey(pid)); err != nil {

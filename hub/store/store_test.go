@@ -236,3 +236,40 @@ func TestStoreSurvivesReopen(t *testing.T) {
 		t.Fatalf("dedupe after reopen: %+v", res)
 	}
 }
+
+func TestChangesVersioned(t *testing.T) {
+	s := open(t)
+	commit(t, s, order("o1", 1, 10, "s1", id("email", "a@b.co")))
+	cs, err := s.Changes(10)
+	if err != nil || len(cs) != 1 || cs[0].Profile == nil {
+		t.Fatalf("changes: %+v, %v", cs, err)
+	}
+	// The profile changes again before the first change is cleared.
+	commit(t, s, order("o2", 2, 10, "s1", id("email", "a@b.co")))
+	if err := s.ClearChanges(cs); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := s.Changes(10)
+	if len(again) != 1 || again[0].Profile.Computed.Orders != 2 {
+		t.Fatalf("the newer change must stay listed: %+v", again)
+	}
+	if err := s.ClearChanges(again); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := s.Changes(10); len(left) != 0 {
+		t.Fatalf("changes left: %+v", left)
+	}
+	// A merge lists the absorbed profile with where it went.
+	commit(t, s, order("o3", 3, 10, "s1", id("loyalty_id", "L1")))
+	commit(t, s, order("o4", 4, 10, "s1", id("loyalty_id", "L1"), id("email", "a@b.co")))
+	cs, _ = s.Changes(10)
+	merged := 0
+	for _, c := range cs {
+		if c.Profile == nil && c.MergedInto != "" {
+			merged++
+		}
+	}
+	if merged != 1 {
+		t.Fatalf("want one merged-away profile among %+v", cs)
+	}
+}
