@@ -100,6 +100,9 @@ type Forwarder struct {
 
 	collectors collectorSet
 
+	// current is the live connection, for Publish; nil when disconnected.
+	current atomic.Pointer[mqtt.Client]
+
 	// Owned by the Run goroutine.
 	floor       uint64 // lowest seq not known to be acked: the resume point
 	highestSent uint64 // highest LastSeq ever published
@@ -297,6 +300,8 @@ func (f *Forwarder) session(ctx context.Context) (progressed bool, err error) {
 		return false, err
 	}
 	defer c.Disconnect(0)
+	f.current.Store(&c)
+	defer f.current.Store(nil)
 	f.connected.Store(true)
 	f.log.Info("uplink connected", "broker", f.broker.url, "resume_seq", f.floor)
 
@@ -482,4 +487,23 @@ func (f *Forwarder) handleAck(a protocol.Ack, window []batch, next uint64, pause
 		f.log.Info("hub asked to retry batch", "first", a.FirstSeq, "last", a.LastSeq, "hub_error", a.Error, "retry_in", d)
 		return window[:i], a.FirstSeq, now.Add(d), retries + 1, nil
 	}
+}
+
+// ErrNotConnected is returned by Publish while there is no connection.
+var ErrNotConnected = errors.New("uplink not connected")
+
+// Publish sends payload on topic at QoS 1 over the forwarder's connection
+// (for snapshot acknowledgements and other edge-to-hub messages) and waits
+// up to timeout for the broker's PUBACK. It is safe for concurrent use,
+// including from Subscriptions handlers if they do not wait on it.
+func (f *Forwarder) Publish(topic string, payload []byte, timeout time.Duration) error {
+	cp := f.current.Load()
+	if cp == nil {
+		return ErrNotConnected
+	}
+	tok := (*cp).Publish(topic, 1, false, payload)
+	if !tok.WaitTimeout(timeout) {
+		return fmt.Errorf("publish %s: no PUBACK within %v", topic, timeout)
+	}
+	return tok.Error()
 }
