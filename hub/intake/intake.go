@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -74,6 +75,9 @@ type Intake struct {
 	done   chan struct{}
 
 	connected atomic.Bool
+
+	subsMu sync.Mutex
+	subs   map[string]func(topic string, payload []byte)
 
 	batches    *prometheus.CounterVec
 	ingested   prometheus.Counter
@@ -199,6 +203,12 @@ func (in *Intake) onConnect(c paho.Client) {
 	in.connected.Store(true)
 	filter := protocol.HubBatchFilter(!in.cfg.NoShare)
 	tok := c.Subscribe(filter, 1, in.onBatch)
+	in.subsMu.Lock()
+	for f, h := range in.subs {
+		h := h
+		c.Subscribe(f, 1, func(_ paho.Client, m paho.Message) { h(m.Topic(), m.Payload()) })
+	}
+	in.subsMu.Unlock()
 	go func() {
 		if !tok.WaitTimeout(in.cfg.ConnectTimeout) || tok.Error() != nil {
 			in.log.Error("subscribe failed; reconnecting", "filter", filter, "err", tok.Error())
@@ -357,6 +367,18 @@ func (in *Intake) Publish(topic string, payload []byte, timeout time.Duration) e
 		return fmt.Errorf("publish %s: timeout", topic)
 	}
 	return tok.Error()
+}
+
+// Subscribe adds a subscription (QoS 1) made on every connection, such as
+// the edges' snapshot acks. handler runs on the MQTT client's goroutine: it
+// must return quickly and must not publish and wait. Call it before Run.
+func (in *Intake) Subscribe(filter string, handler func(topic string, payload []byte)) {
+	in.subsMu.Lock()
+	defer in.subsMu.Unlock()
+	if in.subs == nil {
+		in.subs = make(map[string]func(string, []byte))
+	}
+	in.subs[filter] = handler
 }
 
 // Connected reports whether intake is connected to the broker.
