@@ -297,6 +297,8 @@ func (a *API) storeErr(w http.ResponseWriter, err error, notFound string) bool {
 		return false
 	case errors.Is(err, store.ErrNotFound):
 		writeError(w, http.StatusNotFound, notFound, "")
+	case errors.Is(err, store.ErrBadCursor):
+		writeError(w, http.StatusBadRequest, "invalid cursor: pass the next value of the previous page", "cursor")
 	case errors.Is(err, store.ErrClosed):
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, "shutting down", "")

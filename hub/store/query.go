@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"time"
@@ -12,6 +13,9 @@ import (
 	"github.com/unico-cdp/unico/hub/profile"
 	"github.com/unico-cdp/unico/protocol"
 )
+
+// ErrBadCursor is returned for a paging cursor this store did not make.
+var ErrBadCursor = errors.New("invalid cursor")
 
 // maxRedirects bounds how many merged-away ids a lookup follows.
 const maxRedirects = 32
@@ -169,17 +173,22 @@ func (s *Store) Events(id, cursor string, limit int) ([]protocol.Event, Page, er
 		it := txn.NewIterator(opts)
 		defer it.Close()
 		seek := append(bytes.Clone(prefix), 0xff)
+		var after []byte
 		if cursor != "" {
-			seek = append(bytes.Clone(prefix), cursor...)
+			var err error
+			if after, err = base64.RawURLEncoding.DecodeString(cursor); err != nil || len(after) < 8 {
+				return fmt.Errorf("cursor: %w", ErrBadCursor)
+			}
+			seek = append(bytes.Clone(prefix), after...)
 		}
 		it.Seek(seek)
-		if cursor != "" && it.ValidForPrefix(prefix) && bytes.Equal(it.Item().Key()[len(prefix):], []byte(cursor)) {
+		if after != nil && it.ValidForPrefix(prefix) && bytes.Equal(it.Item().Key()[len(prefix):], after) {
 			it.Next()
 		}
 		for ; it.ValidForPrefix(prefix); it.Next() {
 			k := it.Item().Key()
 			if len(out) >= limit {
-				page.Next = string(lastKeyOf(out, prefix, rec.P.ID))
+				page.Next = base64.RawURLEncoding.EncodeToString(lastKeyOf(out, prefix, rec.P.ID))
 				break
 			}
 			eid := string(k[len(prefix)+8:])
