@@ -69,9 +69,9 @@ type Computed struct {
 	SiteVisits     map[string]int64 `msgpack:"sv,omitempty" json:"site_visits,omitempty"`
 	// Edges counts the profile's events per edge that captured them; it
 	// decides which edges hold the profile's snapshot.
-	Edges map[string]int64 `msgpack:"ed,omitempty" json:"edges,omitempty"`
-	Channels       map[string]int64 `msgpack:"ch,omitempty" json:"channels,omitempty"`
-	LastContact    *Contact         `msgpack:"lc,omitempty" json:"last_contact,omitempty"`
+	Edges       map[string]int64 `msgpack:"ed,omitempty" json:"edges,omitempty"`
+	Channels    map[string]int64 `msgpack:"ch,omitempty" json:"channels,omitempty"`
+	LastContact *Contact         `msgpack:"lc,omitempty" json:"last_contact,omitempty"`
 }
 
 // Profile is one unified customer.
