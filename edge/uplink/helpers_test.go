@@ -351,12 +351,6 @@ func (r *responder) fail(msg string) {
 	r.mu.Unlock()
 }
 
-func (r *responder) setPolicy(p policy) {
-	r.mu.Lock()
-	r.policy = p
-	r.mu.Unlock()
-}
-
 func (r *responder) loop() {
 	defer close(r.done)
 	for {

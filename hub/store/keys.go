@@ -67,11 +67,6 @@ func timelineKey(pid string, at time.Time, eventID string) []byte {
 	return append(k, eventID...)
 }
 
-// timelineEventID returns the event id of a timeline key of pid.
-func timelineEventID(pid string, k []byte) string {
-	return string(k[len(pid)+2+8:])
-}
-
 func mergePrefix(pid string) []byte {
 	k := append([]byte{tMerge}, pid...)
 	return append(k, 0)

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -290,5 +289,3 @@ func (e *edgeProc) status(t *testing.T) (status, bool) {
 	}
 	return s, true
 }
-
-func trimID(s string) string { return strings.TrimSpace(s) }
