@@ -1,7 +1,8 @@
 // Package edge is the Unico edge agent as a library: it wires the
 // Segment-compatible HTTP ingest (edge/ingest), the durable Badger queue
-// (edge/queue) and the MQTT forwarder to the hub (edge/uplink) into one
-// service with status, metrics and graceful shutdown.
+// (edge/queue), the MQTT forwarder to the hub (edge/uplink) and the profile
+// cache fed by the hub's snapshots (edge/cache) into one service with
+// status, metrics and graceful shutdown.
 //
 // The agent's promise: an event answered with 200 is fsynced in the queue,
 // stays there until the hub acknowledges its batch, and reaches the hub
@@ -22,6 +23,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/unico-cdp/unico/edge/cache"
 	"github.com/unico-cdp/unico/edge/ingest"
 	"github.com/unico-cdp/unico/edge/queue"
 	"github.com/unico-cdp/unico/edge/uplink"
@@ -30,7 +32,8 @@ import (
 
 // Config configures an agent.
 type Config struct {
-	// DataDir holds the queue (DataDir/queue). Required.
+	// DataDir holds the queue (DataDir/queue) and the profile cache
+	// (DataDir/cache). Required.
 	DataDir string
 	// HTTPAddr is the ingest and status address; default ":8080".
 	HTTPAddr string
@@ -45,8 +48,15 @@ type Config struct {
 	// Queue configures the durable queue; its Dir is DataDir/queue.
 	Queue queue.Options
 	// Uplink configures the forwarder; its Tenant and EdgeID are set from
-	// the agent's.
+	// the agent's, and the agent adds the snapshot subscription and
+	// OnConnect.
 	Uplink uplink.Config
+	// Cache configures the profile cache; its Dir is DataDir/cache and its
+	// DefaultCountryCode defaults to Ingest.Map.DefaultCountryCode.
+	Cache cache.Options
+	// Snapshots configures snapshot sync; Tenant, EdgeID and Publish are
+	// set by the agent.
+	Snapshots cache.SyncerConfig
 	// Version is reported by /v1/status.
 	Version string
 }
@@ -116,11 +126,15 @@ type Status struct {
 	BatchesInFlight        int               `json:"batches_in_flight"`
 	BatchesRejected        uint64            `json:"batches_rejected"`
 	Reconnects             uint64            `json:"reconnects"`
+	ProfilesCached         int64             `json:"profiles_cached"`
+	SnapshotAppliedSeq     uint64            `json:"snapshot_applied_seq"`
+	LastSnapshotAt         *time.Time        `json:"last_snapshot_at"`
+	LastFullSyncAt         *time.Time        `json:"last_full_sync_at"`
 }
 
 // Serve serves on ln until ctx is cancelled. Shutdown order: ingest stops
-// accepting and finishes in-flight appends, the forwarder stops, then the
-// queue closes Badger cleanly.
+// accepting and finishes in-flight appends, the forwarder and the snapshot
+// syncer stop, then the queue and the cache close Badger cleanly.
 func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	a.start = time.Now()
 	qo := a.cfg.Queue
@@ -141,14 +155,61 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	st := q.Stats()
 	a.log.Info("queue opened", "dir", qo.Dir, "depth", st.Depth, "bytes", st.Bytes, "quota", st.QuotaBytes)
 
+	co := a.cfg.Cache
+	co.Dir = filepath.Join(a.cfg.DataDir, "cache")
+	if co.Logger == nil {
+		co.Logger = a.log
+	}
+	if co.DefaultCountryCode == "" {
+		co.DefaultCountryCode = a.cfg.Ingest.Map.DefaultCountryCode
+	}
+	pc, err := cache.Open(co)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("open profile cache: %w", err)
+	}
+	defer func() {
+		if err := pc.Close(); err != nil {
+			a.log.Error("close profile cache", "err", err)
+		}
+	}()
+
+	// The syncer publishes through the forwarder, which is built after it:
+	// fwd is set before either runs.
+	var fwd *uplink.Forwarder
+	sc := a.cfg.Snapshots
+	sc.Tenant, sc.EdgeID = a.cfg.Tenant, a.cfg.EdgeID
+	sc.Publish = func(topic string, payload []byte, timeout time.Duration) error {
+		return fwd.Publish(topic, payload, timeout)
+	}
+	syncer, err := cache.NewSyncer(pc, sc, a.log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+
 	uc := a.cfg.Uplink
 	uc.Tenant, uc.EdgeID = a.cfg.Tenant, a.cfg.EdgeID
-	fwd, err := uplink.New(uc, a.log, uplink.QueueSource(q))
+	subs := make(map[string]func([]byte), len(uc.Subscriptions)+1)
+	for t, h := range uc.Subscriptions {
+		subs[t] = h
+	}
+	subs[syncer.Topic()] = syncer.Handle
+	uc.Subscriptions = subs
+	onConnect := uc.OnConnect
+	uc.OnConnect = func() {
+		syncer.Connected()
+		if onConnect != nil {
+			onConnect()
+		}
+	}
+	fwd, err = uplink.New(uc, a.log, uplink.QueueSource(q))
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	a.reg.MustRegister(fwd.Collectors()...)
+	a.reg.MustRegister(pc.Collectors()...)
 	a.registerQueueMetrics(q)
 
 	status := func() Status {
@@ -171,15 +232,28 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 			t := us.LastAckAt.UTC()
 			s.LastAckAt = &t
 		}
+		cs := pc.Stats()
+		s.ProfilesCached, s.SnapshotAppliedSeq = cs.Profiles, cs.Applied
+		if !cs.LastSnapshotAt.IsZero() {
+			t := cs.LastSnapshotAt.UTC()
+			s.LastSnapshotAt = &t
+		}
+		if !cs.LastFullSyncAt.IsZero() {
+			t := cs.LastFullSyncAt.UTC()
+			s.LastFullSyncAt = &t
+		}
 		return s
 	}
 	ic := a.cfg.Ingest
 	ic.Map.Source = protocol.Source{Tenant: a.cfg.Tenant, Site: a.cfg.Site, Edge: a.cfg.EdgeID}
 	ic.Registry = a.reg
 	ic.Status = func() any { return status() }
-	if ic.Extra == nil {
-		ic.Extra = map[string]fasthttp.RequestHandler{}
+	extra := make(map[string]fasthttp.RequestHandler, len(ic.Extra)+1)
+	for p, h := range ic.Extra {
+		extra[p] = h
 	}
+	extra[cache.LookupPath] = pc.LookupHandler()
+	ic.Extra = extra
 	srv, err := ingest.New(ic, a.log, q)
 	if err != nil {
 		ln.Close()
@@ -189,6 +263,7 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(gctx, ln) })
 	g.Go(func() error { return fwd.Run(gctx) })
+	g.Go(func() error { return syncer.Run(gctx) })
 	a.log.Info("edge agent ready", "http", ln.Addr().String(), "edge_id", a.cfg.EdgeID, "tenant", a.cfg.Tenant, "site", a.cfg.Site, "hub", a.cfg.Uplink.BrokerURL)
 	err = g.Wait()
 	a.log.Info("edge agent stopping", "queue_depth", q.Stats().Depth)

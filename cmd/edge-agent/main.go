@@ -1,6 +1,7 @@
 // Command edge-agent runs the Unico edge agent in a store, call center or
-// sensor gateway: Segment-compatible HTTP ingest, a durable Badger queue and
-// store-and-forward to the hub over MQTT.
+// sensor gateway: Segment-compatible HTTP ingest, a durable Badger queue,
+// store-and-forward to the hub over MQTT, and a local profile cache fed by
+// the hub's snapshots for offline lookups.
 package main
 
 import (
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/unico-cdp/unico/edge"
+	"github.com/unico-cdp/unico/edge/cache"
 	"github.com/unico-cdp/unico/edge/queue"
 	"github.com/unico-cdp/unico/internal/conf"
 	"github.com/unico-cdp/unico/internal/logging"
@@ -31,7 +33,8 @@ func run(args []string) int {
 	var (
 		cfg                        edge.Config
 		writeKeys, overflow, rules string
-		hubPassword                conf.Secret
+		hubPassword, hashSalt      conf.Secret
+		hashTypes                  string
 		quota                      = conf.Bytes(queue.DefaultQuotaBytes)
 		maxMsg                     = conf.Bytes(protocol.DefaultMaxMessageBytes)
 		maxBatch                   = conf.Bytes(protocol.DefaultMaxBatchBytes)
@@ -62,6 +65,9 @@ func run(args []string) int {
 	fs.IntVar(&cfg.Uplink.MaxBatchEvents, "max-batch-events", 500, "events per batch sent to the hub")
 	fs.IntVar(&cfg.Uplink.Window, "window", 8, "batches in flight to the hub")
 	fs.DurationVar(&cfg.Uplink.AckTimeout, "ack-timeout", 30*time.Second, "reconnect and resend when the hub has not acked for this long")
+	fs.Var(&hashSalt, "snapshot-hash-salt", "tenant salt the hub hashes identifier values of --snapshot-hash-types with; lookups hash the same way (empty: no hashing)")
+	fs.StringVar(&hashTypes, "snapshot-hash-types", cache.DefaultHashTypes, "identifier types whose values the hub sends hashed, comma-separated")
+	fs.IntVar(&cfg.Snapshots.Buffer, "snapshot-buffer", cache.DefaultBuffer, "snapshot batches received and waiting to be applied; more are dropped and resent by the hub")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&check, "check-config", false, "validate the configuration and exit")
@@ -85,6 +91,15 @@ func run(args []string) int {
 	}
 	cfg.Version = version
 	cfg.Uplink.Password = hubPassword
+	cfg.Cache.HashSalt = hashSalt.Reveal()
+	cfg.Cache.HashTypes = splitList(hashTypes)
+	if cfg.Cache.HashTypes == nil {
+		cfg.Cache.HashTypes = []string{}
+	}
+	if cfg.Snapshots.Buffer < 1 || cfg.Snapshots.Buffer > 4096 {
+		fmt.Fprintln(os.Stderr, "edge-agent: snapshot-buffer: want 1..4096")
+		return 2
+	}
 	cfg.Queue.QuotaBytes = int64(quota)
 	cfg.Ingest.Map.MaxMessageBytes = int(maxMsg)
 	cfg.Ingest.Map.MaxBatchBytes = int(maxBatch)

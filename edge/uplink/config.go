@@ -97,6 +97,12 @@ type Config struct {
 	// QoS 1 on every connection. Handlers run on paho's goroutines and
 	// must return quickly; they must not call back into the forwarder.
 	Subscriptions map[string]func(payload []byte)
+	// OnConnect, if set, is called after each successful connect and
+	// subscribe, once Publish can use the new connection (for example to
+	// announce a resume point to the hub). It runs on the forwarder's
+	// goroutine and must return quickly; it may hand off to a goroutine
+	// that calls Publish.
+	OnConnect func()
 
 	// Now is the clock for timestamps and the ack watchdog. Default
 	// time.Now.

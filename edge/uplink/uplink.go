@@ -304,6 +304,9 @@ func (f *Forwarder) session(ctx context.Context) (progressed bool, err error) {
 	defer f.current.Store(nil)
 	f.connected.Store(true)
 	f.log.Info("uplink connected", "broker", f.broker.url, "resume_seq", f.floor)
+	if f.cfg.OnConnect != nil {
+		f.cfg.OnConnect()
+	}
 
 	var (
 		window         []batch

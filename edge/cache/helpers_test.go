@@ -1,0 +1,89 @@
+package cache
+
+import (
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/unico-cdp/unico/protocol"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// testLogger logs to the test output when -v is given, else discards.
+func testLogger(t testing.TB) *slog.Logger {
+	if !testing.Verbose() {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// fixedClock is a settable clock.
+type fixedClock struct{ t time.Time }
+
+func (c *fixedClock) Now() time.Time { return c.t }
+
+var t0 = time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)
+
+// openTest opens a cache in dir (a new temp dir when empty) and closes it
+// at cleanup.
+func openTest(t testing.TB, dir string, mod func(*Options)) *Cache {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	clk := &fixedClock{t: t0}
+	o := Options{Dir: dir, Logger: testLogger(t), Now: clk.Now, NoSync: true}
+	if mod != nil {
+		mod(&o)
+	}
+	c, err := Open(o)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// prof builds a snapshot of profile id holding identifiers "type:value".
+func prof(id string, ids ...string) protocol.ProfileSnapshot {
+	p := protocol.ProfileSnapshot{ProfileID: id, UpdatedAt: t0.Add(-time.Minute),
+		Traits: map[string]any{"name": "n-" + id}, Segments: []string{"s1"}}
+	for _, s := range ids {
+		typ, v, _ := strings.Cut(s, ":")
+		p.Identifiers = append(p.Identifiers, protocol.Identifier{Type: typ, Value: v})
+	}
+	return p
+}
+
+func tomb(id string) protocol.ProfileSnapshot {
+	return protocol.ProfileSnapshot{ProfileID: id, Tombstone: true}
+}
+
+func batch(seq uint64, ps ...protocol.ProfileSnapshot) *protocol.SnapshotBatch {
+	return &protocol.SnapshotBatch{EdgeID: "store-1", Seq: seq, Profiles: ps}
+}
