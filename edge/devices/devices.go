@@ -1,0 +1,304 @@
+// Package devices connects in-store sensors to the edge agent: it runs a
+// local MQTT listener for devices (an embedded broker with per-device
+// credentials) or subscribes to an existing local broker, turns their binary
+// frames into presence, counter and shelf events with the firmware bridge,
+// and appends those events to the agent's durable queue with channel iot.
+//
+// With the embedded listener a device's QoS 1 publish is acknowledged only
+// after its events are fsynced in the queue: a frame the agent could not
+// store gets no PUBACK and the device sends it again. Through an external
+// broker the broker acknowledges the device, so frames lost there show up
+// only as sequence gaps in the device registry.
+package devices
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
+
+	bridge "github.com/unico-cdp/unico/firmware-bridge"
+	"github.com/unico-cdp/unico/protocol"
+)
+
+// TopicPrefix and TopicSuffix frame the topic a device publishes to:
+// unico/v1/dev/<device id>/frame, the device id as 16 hex digits.
+const (
+	TopicPrefix = "unico/v1/dev/"
+	TopicSuffix = "/frame"
+	// TopicFilter subscribes to every device's frames.
+	TopicFilter = TopicPrefix + "+" + TopicSuffix
+)
+
+// Appender stores events durably; *queue.Queue implements it.
+type Appender interface {
+	Append(ctx context.Context, events []protocol.Event) error
+}
+
+// Config configures device intake. Exactly one of ListenAddr and BrokerURL
+// is set.
+type Config struct {
+	// ListenAddr is the embedded device broker's address, such as
+	// "127.0.0.1:1884".
+	ListenAddr string
+	// Credentials maps a device id (16 hex digits) to its password for
+	// the embedded broker; a device may publish only to its own topic.
+	// Empty allows anonymous devices (for a closed in-store network).
+	Credentials map[string]string
+	// BrokerURL subscribes to an existing local broker instead
+	// (mqtt://user:pass@host:port).
+	BrokerURL string
+	// Bridge configures sessionisation (RSSI threshold, exit timeout, zone
+	// names). Its Source is set by the agent.
+	Bridge bridge.Config
+	// TickInterval is how often timed-out presence sessions are closed;
+	// default 5s.
+	TickInterval time.Duration
+	// AppendTimeout bounds how long a frame waits for the queue; default
+	// 10s. A frame that could not be stored is not acknowledged (embedded
+	// listener) so the device resends it.
+	AppendTimeout time.Duration
+}
+
+// Devices is the running device intake.
+type Devices struct {
+	cfg Config
+	br  *bridge.Bridge
+	app Appender
+	log *slog.Logger
+	mu  sync.Mutex // serialises the bridge: frames from several devices arrive concurrently
+
+	failed prometheus.Counter
+}
+
+// ErrConfig is wrapped by configuration errors.
+var ErrConfig = errors.New("invalid device config")
+
+// New validates cfg and returns a Devices; Run starts it.
+func New(cfg Config, app Appender, logger *slog.Logger) (*Devices, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if (cfg.ListenAddr == "") == (cfg.BrokerURL == "") {
+		return nil, fmt.Errorf("%w: set exactly one of device-mqtt-addr and device-broker-url", ErrConfig)
+	}
+	for id := range cfg.Credentials {
+		if len(id) != 16 || strings.Trim(id, "0123456789abcdef") != "" {
+			return nil, fmt.Errorf("%w: device credentials: id %q is not 16 lower-case hex digits", ErrConfig, id)
+		}
+	}
+	if cfg.TickInterval <= 0 {
+		cfg.TickInterval = 5 * time.Second
+	}
+	if cfg.AppendTimeout <= 0 {
+		cfg.AppendTimeout = 10 * time.Second
+	}
+	br, err := bridge.NewBridge(cfg.Bridge, logger)
+	if err != nil {
+		return nil, err
+	}
+	return &Devices{
+		cfg: cfg, br: br, app: app, log: logger.With("component", "devices"),
+		failed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "unico_edge_device_frames_unstored_total",
+			Help: "Device frames whose events could not be stored in the queue (not acknowledged to the device when it uses the embedded listener).",
+		}),
+	}, nil
+}
+
+// Collectors returns the bridge's and intake's metrics.
+func (d *Devices) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{d.br, d.failed}
+}
+
+// Registry returns what the bridge knows of each device, for /v1/status.
+func (d *Devices) Registry() []bridge.DeviceInfo {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.br.Devices()
+}
+
+// handle turns one frame into events and stores them. It returns an error
+// when the events could not be stored.
+func (d *Devices) handle(ctx context.Context, topic string, payload []byte) error {
+	id, ok := deviceFromTopic(topic)
+	if !ok {
+		return fmt.Errorf("topic %q is not %s<device>%s", topic, TopicPrefix, TopicSuffix)
+	}
+	d.mu.Lock()
+	evs, err := d.br.HandleDeviceMessage(id, payload, time.Now())
+	d.mu.Unlock()
+	if err != nil {
+		// Counted and logged by the bridge; a malformed frame is not
+		// worth a resend.
+		return nil
+	}
+	return d.store(ctx, evs)
+}
+
+func (d *Devices) store(ctx context.Context, evs []protocol.Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	actx, cancel := context.WithTimeout(ctx, d.cfg.AppendTimeout)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		err := d.app.Append(actx, evs)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-actx.Done():
+			d.failed.Inc()
+			d.log.Warn("device events not stored", "events", len(evs), "err", err)
+			return err
+		case <-time.After(min(time.Duration(attempt+1)*100*time.Millisecond, time.Second)):
+		}
+	}
+}
+
+func deviceFromTopic(t string) (string, bool) {
+	if !strings.HasPrefix(t, TopicPrefix) || !strings.HasSuffix(t, TopicSuffix) {
+		return "", false
+	}
+	id := t[len(TopicPrefix) : len(t)-len(TopicSuffix)]
+	if id == "" || strings.Contains(id, "/") {
+		return "", false
+	}
+	return id, true
+}
+
+// Run serves devices until ctx is cancelled, then closes open presence
+// sessions (their exits are stored).
+func (d *Devices) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	if d.cfg.ListenAddr != "" {
+		ln, err := net.Listen("tcp", d.cfg.ListenAddr)
+		if err != nil {
+			return fmt.Errorf("device-mqtt-addr: %w", err)
+		}
+		go func() { errc <- d.serveEmbedded(ctx, ln) }()
+	} else {
+		go func() { errc <- d.subscribe(ctx) }()
+	}
+	t := time.NewTicker(d.cfg.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			err := <-errc
+			d.mu.Lock()
+			evs := d.br.Flush(time.Now())
+			d.mu.Unlock()
+			if serr := d.store(context.Background(), evs); serr != nil {
+				d.log.Error("presence exits at shutdown not stored", "events", len(evs), "err", serr)
+			}
+			return err
+		case err := <-errc:
+			return err
+		case now := <-t.C:
+			d.mu.Lock()
+			evs := d.br.Tick(now)
+			d.mu.Unlock()
+			_ = d.store(ctx, evs)
+		}
+	}
+}
+
+// Serve runs the embedded listener on ln (for tests); Run uses it.
+func (d *Devices) serveEmbedded(ctx context.Context, ln net.Listener) error {
+	srv := mqtt.New(&mqtt.Options{Logger: d.log, InlineClient: false})
+	if len(d.cfg.Credentials) == 0 {
+		d.log.Warn("no device credentials: any client on the device network may publish frames")
+		if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+			return err
+		}
+	} else {
+		// A device may write only its own topic: its user rule allows
+		// that topic; the global rule denies everything else.
+		ledger := &auth.Ledger{Users: auth.Users{}, ACL: auth.ACLRules{{Filters: auth.Filters{"#": auth.Deny}}}}
+		for id, pw := range d.cfg.Credentials {
+			ledger.Users[id] = auth.UserRule{
+				Username: auth.RString(id), Password: auth.RString(pw),
+				ACL: auth.Filters{auth.RString(TopicPrefix + id + TopicSuffix): auth.WriteOnly},
+			}
+		}
+		if err := srv.AddHook(new(auth.Hook), &auth.Options{Ledger: ledger}); err != nil {
+			return err
+		}
+	}
+	if err := srv.AddHook(&frameHook{d: d, ctx: ctx}, nil); err != nil {
+		return err
+	}
+	if err := srv.AddListener(listeners.NewNet("devices", ln)); err != nil {
+		return err
+	}
+	if err := srv.Serve(); err != nil {
+		return err
+	}
+	d.log.Info("device listener ready", "addr", ln.Addr().String())
+	<-ctx.Done()
+	return srv.Close()
+}
+
+// frameHook stores frames before the broker acknowledges them.
+type frameHook struct {
+	mqtt.HookBase
+	d   *Devices
+	ctx context.Context
+}
+
+func (h *frameHook) ID() string { return "unico-frames" }
+
+func (h *frameHook) Provides(b byte) bool { return b == mqtt.OnPublish }
+
+// OnPublish runs before the PUBACK: a frame whose events could not be
+// stored is rejected, so the device keeps it and sends it again.
+func (h *frameHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if _, ok := deviceFromTopic(pk.TopicName); !ok {
+		return pk, nil
+	}
+	if err := h.d.handle(h.ctx, pk.TopicName, pk.Payload); err != nil {
+		return pk, packets.ErrRejectPacket
+	}
+	return pk, nil
+}
+
+func (d *Devices) subscribe(ctx context.Context) error {
+	u, err := url.Parse(d.cfg.BrokerURL)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("%w: device-broker-url %q", ErrConfig, d.cfg.BrokerURL)
+	}
+	opts := paho.NewClientOptions().AddBroker("tcp://" + u.Host).SetClientID("unico-edge-devices").
+		SetCleanSession(false).SetAutoReconnect(true).SetConnectRetry(true).
+		SetConnectRetryInterval(time.Second).SetKeepAlive(15 * time.Second).SetWriteTimeout(10 * time.Second).SetOrderMatters(true)
+	if u.User != nil {
+		opts.SetUsername(u.User.Username())
+		if p, ok := u.User.Password(); ok {
+			opts.SetPassword(p)
+		}
+	}
+	opts.SetOnConnectHandler(func(c paho.Client) {
+		c.Subscribe(TopicFilter, 1, func(_ paho.Client, m paho.Message) {
+			_ = d.handle(ctx, m.Topic(), m.Payload())
+		})
+		d.log.Info("subscribed to device frames", "broker", u.Host, "filter", TopicFilter)
+	})
+	c := paho.NewClient(opts)
+	c.Connect()
+	<-ctx.Done()
+	c.Disconnect(250)
+	return nil
+}
