@@ -3,7 +3,6 @@ package offers
 import (
 	"fmt"
 	"math/rand/v2"
-	"runtime"
 	"testing"
 	"time"
 )
@@ -52,14 +51,6 @@ func BenchmarkBuild(b *testing.B) {
 			st := m.Stats()
 			b.ReportMetric(float64(st.Pairs), "pairs")
 			b.ReportMetric(float64(st.Rules), "rules")
-			// Heap held by the model alone.
-			runtime.GC()
-			var before, after runtime.MemStats
-			runtime.ReadMemStats(&before)
-			m = nil
-			runtime.GC()
-			runtime.ReadMemStats(&after)
-			b.ReportMetric(float64(before.HeapAlloc-after.HeapAlloc)/(1<<20), "model-MiB")
 		})
 	}
 }
