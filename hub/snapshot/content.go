@@ -1,0 +1,146 @@
+package snapshot
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+
+	"github.com/unico-cdp/unico/hub/store"
+	"github.com/unico-cdp/unico/protocol"
+)
+
+// HashIdentifier returns hex(SHA-256(salt + value)): how identifier values
+// of Config.HashTypes travel in snapshots. The edge hashes lookup queries
+// of those types with the same function and salt (values normalized as
+// the protocol package normalizes them at ingest).
+func HashIdentifier(salt, value string) string {
+	h := sha256.New()
+	h.Write([]byte(salt))
+	h.Write([]byte(value))
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0]))
+}
+
+// build turns a profile into the snapshot edges hold.
+func (m *Manager) build(v *store.View) protocol.ProfileSnapshot {
+	s := protocol.ProfileSnapshot{ProfileID: v.ID, UpdatedAt: v.UpdatedAt}
+	if len(v.Identifiers) > 0 {
+		s.Identifiers = make([]protocol.Identifier, 0, len(v.Identifiers))
+		for _, x := range v.Identifiers {
+			if m.hash[x.Type] {
+				x.Value = HashIdentifier(m.cfg.HashSalt, x.Value)
+			}
+			s.Identifiers = append(s.Identifiers, x)
+		}
+	}
+	for _, k := range m.cfg.Traits {
+		if t, ok := v.Traits[k]; ok {
+			if s.Traits == nil {
+				s.Traits = make(map[string]any, len(m.cfg.Traits))
+			}
+			s.Traits[k] = t.Value
+		}
+	}
+	cp, d := &v.Computed, &v.Derived
+	c := map[string]any{
+		"orders":              cp.Orders,
+		"revenue":             cp.Revenue.Float(),
+		"average_order_value": d.AverageOrderValue,
+		"rfm":                 d.RFM,
+		"recency_score":       d.Recency,
+		"frequency_score":     d.Frequency,
+		"monetary_score":      d.Monetary,
+		"days_since_purchase": d.DaysSincePurchase,
+	}
+	if !cp.LastPurchaseAt.IsZero() {
+		c["last_purchase_at"] = cp.LastPurchaseAt.UTC().Format(time.RFC3339)
+	}
+	if d.FavouriteSite != "" {
+		c["favourite_site"] = d.FavouriteSite
+	}
+	if cp.LastContact != nil && cp.LastContact.Reason != "" {
+		c["last_contact_reason"] = cp.LastContact.Reason
+	}
+	if len(cp.Channels) > 0 {
+		ch := make(map[string]any, len(cp.Channels))
+		for k, n := range cp.Channels {
+			ch[k] = n
+		}
+		c["channels"] = ch
+	}
+	s.Computed = c
+	if len(v.Consent) > 0 {
+		s.Consent = make(map[string]bool, len(v.Consent))
+		for k, cs := range v.Consent {
+			s.Consent[k] = cs.Granted
+		}
+	}
+	if m.cfg.Segments != nil {
+		s.Segments = m.cfg.Segments(v)
+	}
+	if m.cfg.Offers != nil {
+		s.Offers = m.cfg.Offers(v)
+	}
+	return s
+}
+
+// regionOf returns the region of edge id; an edge without one is its own.
+func (m *Manager) regionOf(edge string) string {
+	if r, ok := m.cfg.Regions[edge]; ok {
+		return r
+	}
+	return "\x00" + edge
+}
+
+// holds reports whether edge e should hold profile v under the scope.
+func (m *Manager) holds(e *edge, v *store.View) bool {
+	switch m.cfg.Scope {
+	case ScopeAll:
+		return true
+	case ScopeRegion:
+		r := m.regionOf(e.st.Edge)
+		for id, n := range v.Computed.Edges {
+			if n > 0 && m.regionOf(id) == r {
+				return true
+			}
+		}
+		return false
+	default:
+		return v.Computed.Edges[e.st.Edge] > 0
+	}
+}
+
+// targets returns the numbers of the known edges that should hold v,
+// sorted.
+func (m *Manager) targets(v *store.View) []uint32 {
+	var out []uint32
+	switch m.cfg.Scope {
+	case ScopeAll:
+		for n := range m.byNum {
+			out = append(out, n)
+		}
+	case ScopeRegion:
+		seen := map[string]bool{}
+		for id, n := range v.Computed.Edges {
+			r := m.regionOf(id)
+			if n <= 0 || seen[r] {
+				continue
+			}
+			seen[r] = true
+			for _, e := range m.byRegion[r] {
+				out = append(out, e.st.Num)
+			}
+		}
+	default:
+		for id, n := range v.Computed.Edges {
+			if n <= 0 {
+				continue
+			}
+			for _, e := range m.byEdgeID[id] {
+				out = append(out, e.st.Num)
+			}
+		}
+	}
+	sortNums(out)
+	return out
+}
