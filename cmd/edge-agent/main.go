@@ -96,6 +96,12 @@ func run(args []string) int {
 	if cfg.Cache.HashTypes == nil {
 		cfg.Cache.HashTypes = []string{}
 	}
+	for _, t := range cfg.Cache.HashTypes {
+		if !protocol.ValidName(t) {
+			fmt.Fprintf(os.Stderr, "edge-agent: snapshot-hash-types %q: want identifier types of [A-Za-z0-9._-]\n", t)
+			return 2
+		}
+	}
 	if cfg.Snapshots.Buffer < 1 || cfg.Snapshots.Buffer > 4096 {
 		fmt.Fprintln(os.Stderr, "edge-agent: snapshot-buffer: want 1..4096")
 		return 2
