@@ -1,0 +1,429 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/unico-cdp/unico/internal/edgebench"
+)
+
+const (
+	adminToken  = "bench-token"
+	writeKey    = "bench-key"
+	countryCode = "44"
+	// startTimeout bounds a process's start until /healthz answers.
+	startTimeout = 60 * time.Second
+	// stopTimeout bounds a graceful stop before SIGKILL.
+	stopTimeout = 30 * time.Second
+	pollEvery   = 100 * time.Millisecond
+)
+
+// topology is a hub with its embedded broker and two edge agents, each a
+// separate process with its own data directory under dir.
+type topology struct {
+	dir      string
+	hub      *proc
+	hubHTTP  int
+	hubMQTT  int
+	edges    []*proc
+	edgeHTTP []int
+	client   *http.Client
+	logger   *slog.Logger
+}
+
+func startTopology(ctx context.Context, binDir, dir string, logger *slog.Logger) (*topology, error) {
+	t := &topology{dir: dir, client: &http.Client{Timeout: 30 * time.Second}, logger: logger}
+	var err error
+	if t.hubHTTP, err = freePort(); err != nil {
+		return nil, err
+	}
+	if t.hubMQTT, err = freePort(); err != nil {
+		return nil, err
+	}
+	t.hub = &proc{name: "hub", bin: filepath.Join(binDir, "hub"), logPath: logPath(dir, "hub"), logger: logger, args: []string{
+		"--data-dir", filepath.Join(dir, "hub"), "--admin-token", adminToken,
+		"--http-addr", fmt.Sprintf("127.0.0.1:%d", t.hubHTTP), "--mqtt-addr", fmt.Sprintf("127.0.0.1:%d", t.hubMQTT),
+		"--log-level", "warn",
+	}}
+	if err := t.startHub(ctx); err != nil {
+		t.close()
+		return nil, err
+	}
+	for i, id := range []string{"store-a", "store-b"} {
+		port, err := freePort()
+		if err != nil {
+			t.close()
+			return nil, err
+		}
+		e := &proc{name: "edge-" + id, bin: filepath.Join(binDir, "edge-agent"), logPath: logPath(dir, "edge-"+id), logger: logger, args: []string{
+			"--data-dir", filepath.Join(dir, id), "--edge-id", id, "--write-key", writeKey,
+			"--http-addr", fmt.Sprintf("127.0.0.1:%d", port), "--hub-url", fmt.Sprintf("mqtt://127.0.0.1:%d", t.hubMQTT),
+			"--default-channel", "pos", "--default-country-code", countryCode, "--log-level", "warn",
+		}}
+		t.edges = append(t.edges, e)
+		t.edgeHTTP = append(t.edgeHTTP, port)
+		if err := e.start(); err != nil {
+			t.close()
+			return nil, err
+		}
+		if err := waitUntil(ctx, startTimeout, pollEvery, e.name+" /healthz", func(ctx context.Context) bool {
+			return healthy(ctx, t.client, t.edgeURL(i, "/healthz"))
+		}); err != nil {
+			t.close()
+			return nil, fmt.Errorf("%w\n%s", err, e.logTail(20))
+		}
+	}
+	err = waitUntil(ctx, startTimeout, pollEvery, "edges connected to the hub", func(ctx context.Context) bool {
+		for i := range t.edges {
+			if s, err := t.edgeStatus(ctx, i); err != nil || !s.HubConnected {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		t.close()
+		return nil, err
+	}
+	return t, nil
+}
+
+func (t *topology) startHub(ctx context.Context) error {
+	if err := t.hub.start(); err != nil {
+		return err
+	}
+	if err := waitUntil(ctx, startTimeout, pollEvery, "hub /healthz", func(ctx context.Context) bool {
+		return healthy(ctx, t.client, t.hubURL("/healthz"))
+	}); err != nil {
+		return fmt.Errorf("%w\n%s", err, t.hub.logTail(20))
+	}
+	return nil
+}
+
+// close kills every process that still runs.
+func (t *topology) close() {
+	for _, p := range append([]*proc{t.hub}, t.edges...) {
+		if p != nil {
+			_ = p.stop(syscall.SIGKILL, stopTimeout)
+		}
+	}
+}
+
+// procs returns the hub and the edges.
+func (t *topology) procs() []*proc { return append([]*proc{t.hub}, t.edges...) }
+
+// logTails returns the end of every process's log, for a failure report.
+func (t *topology) logTails() string {
+	var b strings.Builder
+	for _, p := range t.procs() {
+		fmt.Fprintf(&b, "--- %s (%s) ---\n%s\n", p.name, p.logPath, p.logTail(15))
+	}
+	return b.String()
+}
+
+func (t *topology) hubURL(path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d%s", t.hubHTTP, path)
+}
+
+func (t *topology) edgeURL(i int, path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d%s", t.edgeHTTP[i], path)
+}
+
+func (t *topology) edgeURLs() []string {
+	out := make([]string, len(t.edges))
+	for i := range t.edges {
+		out[i] = t.edgeURL(i, "")
+	}
+	return out
+}
+
+func (t *topology) getJSON(ctx context.Context, u string, auth bool, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	if auth {
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+	}
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", u, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", u, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s: %s", u, resp.Status, bytes.TrimSpace(b))
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("GET %s: %w", u, err)
+	}
+	return nil
+}
+
+func (t *topology) edgeStatus(ctx context.Context, i int) (edgebench.Status, error) {
+	var s edgebench.Status
+	err := t.getJSON(ctx, t.edgeURL(i, "/v1/status"), false, &s)
+	return s, err
+}
+
+// queueDepth is the sum of the edges' queue depths.
+func (t *topology) queueDepth(ctx context.Context) (int64, error) {
+	var n int64
+	for i := range t.edges {
+		s, err := t.edgeStatus(ctx, i)
+		if err != nil {
+			return 0, err
+		}
+		n += s.QueueDepth
+	}
+	return n, nil
+}
+
+type hubStats struct {
+	Store struct {
+		Profiles int64 `json:"profiles"`
+		Events   int64 `json:"events"`
+	} `json:"store"`
+}
+
+func (t *topology) hubStats(ctx context.Context) (hubStats, error) {
+	var s hubStats
+	err := t.getJSON(ctx, t.hubURL("/api/v1/stats"), true, &s)
+	return s, err
+}
+
+// waitDelivered waits until the edges' queues are empty and the hub holds
+// want events, and fails if it holds a different number then.
+func (t *topology) waitDelivered(ctx context.Context, want int64, timeout time.Duration) error {
+	var last hubStats
+	var depth int64
+	err := waitUntil(ctx, timeout, pollEvery, "every accepted event at the hub", func(ctx context.Context) bool {
+		s, err := t.hubStats(ctx)
+		if err != nil {
+			return false
+		}
+		last = s
+		if s.Store.Events < want {
+			return false
+		}
+		d, err := t.queueDepth(ctx)
+		depth = d
+		return err == nil && d == 0
+	})
+	if err != nil {
+		return fmt.Errorf("%w: hub holds %d of %d accepted events, %d still queued at the edges", err, last.Store.Events, want, depth)
+	}
+	if last.Store.Events != want {
+		return fmt.Errorf("hub holds %d events, but the edges accepted %d", last.Store.Events, want)
+	}
+	return nil
+}
+
+// histogram is a cumulative Prometheus histogram: counts[i] observations
+// at or below les[i]; the last bound is +Inf.
+type histogram struct {
+	les    []float64
+	counts []float64
+}
+
+// parseHistogram reads the buckets of metric from Prometheus text format.
+func parseHistogram(r io.Reader, metric string) (histogram, error) {
+	var h histogram
+	prefix := metric + "_bucket{"
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		i, j := strings.Index(line, `le="`), strings.LastIndexByte(line, '}')
+		if i < 0 || j < i {
+			return h, fmt.Errorf("histogram line %q", line)
+		}
+		leS := line[i+4:]
+		leS = leS[:strings.IndexByte(leS, '"')]
+		le := math.Inf(1)
+		if leS != "+Inf" {
+			v, err := strconv.ParseFloat(leS, 64)
+			if err != nil {
+				return h, fmt.Errorf("histogram bound %q: %w", leS, err)
+			}
+			le = v
+		}
+		n, err := strconv.ParseFloat(strings.TrimSpace(line[j+1:]), 64)
+		if err != nil {
+			return h, fmt.Errorf("histogram count in %q: %w", line, err)
+		}
+		h.les = append(h.les, le)
+		h.counts = append(h.counts, n)
+	}
+	if err := sc.Err(); err != nil {
+		return h, fmt.Errorf("read metrics: %w", err)
+	}
+	return h, nil
+}
+
+// sub returns the observations of h that o does not hold (h taken later).
+func (h histogram) sub(o histogram) histogram {
+	out := histogram{les: h.les, counts: make([]float64, len(h.counts))}
+	for i := range h.counts {
+		out.counts[i] = h.counts[i]
+		if i < len(o.counts) {
+			out.counts[i] -= o.counts[i]
+		}
+	}
+	return out
+}
+
+func (h histogram) total() float64 {
+	if len(h.counts) == 0 {
+		return 0
+	}
+	return h.counts[len(h.counts)-1]
+}
+
+// quantile interpolates linearly inside the bucket holding quantile q; a
+// quantile in the +Inf bucket answers the highest finite bound.
+func (h histogram) quantile(q float64) float64 {
+	n := h.total()
+	if n <= 0 {
+		return 0
+	}
+	target := q * n
+	prevLe, prevN := 0.0, 0.0
+	for i, le := range h.les {
+		c := h.counts[i]
+		if c >= target {
+			if math.IsInf(le, 1) {
+				return prevLe
+			}
+			return prevLe + (le-prevLe)*(target-prevN)/math.Max(c-prevN, 1e-9)
+		}
+		prevLe, prevN = le, c
+	}
+	return prevLe
+}
+
+const latencyMetric = "unico_hub_event_latency_seconds"
+
+func (t *topology) latencyHistogram(ctx context.Context) (histogram, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.hubURL("/metrics"), nil)
+	if err != nil {
+		return histogram{}, err
+	}
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return histogram{}, fmt.Errorf("GET /metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	return parseHistogram(resp.Body, latencyMetric)
+}
+
+// hubProfile is the part of a profile the identity scenario reads.
+type hubProfile struct {
+	ID          string `json:"id"`
+	Identifiers []struct {
+		Type  string `json:"type"`
+		Value string `json:"value"`
+	} `json:"identifiers"`
+}
+
+// profiles pages every profile out of the hub API.
+func (t *topology) profiles(ctx context.Context) ([]hubProfile, error) {
+	var out []hubProfile
+	cursor := ""
+	for page := 0; ; page++ {
+		if page > 100000 {
+			return nil, fmt.Errorf("profiles: more than %d pages", page)
+		}
+		var resp struct {
+			Profiles []hubProfile `json:"profiles"`
+			Next     string       `json:"next"`
+		}
+		u := t.hubURL("/api/v1/profiles?limit=1000")
+		if cursor != "" {
+			u += "&cursor=" + url.QueryEscape(cursor)
+		}
+		if err := t.getJSON(ctx, u, true, &resp); err != nil {
+			return nil, err
+		}
+		out = append(out, resp.Profiles...)
+		if resp.Next == "" {
+			return out, nil
+		}
+		cursor = resp.Next
+	}
+}
+
+// loadResult is loadgen's JSON summary and what its process used.
+type loadResult struct {
+	Sent       int64   `json:"sent"`
+	Accepted   int64   `json:"accepted"`
+	Rejected   int64   `json:"rejected"`
+	Retries    int64   `json:"retries"`
+	Elapsed    float64 `json:"elapsed_s"`
+	Rate       float64 `json:"events_per_s"`
+	P50        float64 `json:"p50_ms"`
+	P99        float64 `json:"p99_ms"`
+	CPUSeconds float64 `json:"cpu_s"`
+	PeakRSSMiB float64 `json:"-"`
+}
+
+// runLoadgen runs the loadgen binary against the edges with extra flags
+// and returns its summary; timeout bounds the whole run (SIGTERM, then
+// SIGKILL 15 s later).
+func (t *topology) runLoadgen(ctx context.Context, binDir string, timeout time.Duration, name string, extra ...string) (loadResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	args := append([]string{"--edge", strings.Join(t.edgeURLs(), ","), "--write-key", writeKey,
+		"--country-code", countryCode, "--quiet"}, extra...)
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "loadgen"), args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 15 * time.Second
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	logf, err := os.Create(logPath(t.dir, name))
+	if err != nil {
+		return loadResult{}, fmt.Errorf("loadgen log: %w", err)
+	}
+	defer logf.Close()
+	var stdout bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, logf
+	t.logger.Debug("loadgen started", "args", args)
+	runErr := cmd.Run()
+	var res loadResult
+	if err := json.Unmarshal(bytes.TrimSpace(stdout.Bytes()), &res); err != nil {
+		tail, _ := os.ReadFile(logPath(t.dir, name))
+		return res, fmt.Errorf("loadgen summary %q: %w (run: %v)\n%s", stdout.String(), err, runErr, tail)
+	}
+	if ps := cmd.ProcessState; ps != nil {
+		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+			res.PeakRSSMiB = float64(ru.Maxrss) / 1024
+		}
+	}
+	if runErr != nil {
+		return res, fmt.Errorf("loadgen: %w", runErr)
+	}
+	if res.Rejected > 0 {
+		return res, fmt.Errorf("loadgen: %d events rejected by the edges", res.Rejected)
+	}
+	return res, nil
+}
