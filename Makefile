@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: help build run test test-short lint fuzz bench release clean
+.PHONY: help build run test test-short lint fuzz bench bench-micro release clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -37,7 +37,11 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; done
 
-bench: ## micro-benchmarks (go test -bench) of every package
+BENCH_SCALE ?= 1
+bench: build ## end-to-end benchmark: hub + two edge agents + loadgen, one JSON line per scenario (BENCH_SCALE scales it)
+	BENCH_SCALE=$(BENCH_SCALE) $(GO) run ./internal/benchrun -bin $(BIN)
+
+bench-micro: ## micro-benchmarks (go test -bench) of every package
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 release: ## static binaries for linux/amd64, linux/arm64 and linux/arm (v7) in ./dist
