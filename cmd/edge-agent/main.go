@@ -65,7 +65,7 @@ func run(args []string) int {
 	fs.IntVar(&cfg.Uplink.MaxBatchEvents, "max-batch-events", 500, "events per batch sent to the hub")
 	fs.IntVar(&cfg.Uplink.Window, "window", 8, "batches in flight to the hub")
 	fs.DurationVar(&cfg.Uplink.AckTimeout, "ack-timeout", 30*time.Second, "reconnect and resend when the hub has not acked for this long")
-	fs.Var(&hashSalt, "snapshot-hash-salt", "tenant salt the hub hashes identifier values of --snapshot-hash-types with; lookups hash the same way (empty: no hashing)")
+	fs.Var(&hashSalt, "snapshot-hash-salt", "tenant salt the hub hashes identifier values of --snapshot-hash-types with; lookups hash the same way")
 	fs.StringVar(&hashTypes, "snapshot-hash-types", cache.DefaultHashTypes, "identifier types whose values the hub sends hashed, comma-separated")
 	fs.IntVar(&cfg.Snapshots.Buffer, "snapshot-buffer", cache.DefaultBuffer, "snapshot batches received and waiting to be applied; more are dropped and resent by the hub")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")

@@ -39,7 +39,7 @@ func benchProfiles(b *testing.B, c *Cache, n int) float64 {
 // profiles and reports p50 and p99 latency.
 func BenchmarkLookup(b *testing.B) {
 	const n = 100_000
-	c := openTest(b, "", func(o *Options) { o.HashSalt = "salt"; o.NoSync = false })
+	c := openTest(b, "", func(o *Options) { o.HashSalt, o.HashTypes = "salt", nil; o.NoSync = false })
 	rate := benchProfiles(b, c, n)
 	for _, kind := range []string{"loyalty_id", "email_hashed"} {
 		b.Run(kind, func(b *testing.B) {

@@ -33,8 +33,8 @@ import (
 
 // Defaults and limits.
 const (
-	// DefaultHashTypes are the identifier types whose values the hub sends
-	// hashed when a salt is configured.
+	// DefaultHashTypes are the identifier types whose values the hub
+	// sends hashed.
 	DefaultHashTypes = "email,phone"
 	// MaxProfileBytes bounds one stored profile record; larger snapshots
 	// are skipped (counted in Stats.ProfilesSkipped).
@@ -68,7 +68,7 @@ type Options struct {
 	// Dir is the Badger directory of the cache. Required.
 	Dir string
 	// HashSalt is the tenant salt the hub uses to hash identifier values
-	// of HashTypes. When empty, lookups are not hashed.
+	// of HashTypes (as the hub does, an empty salt still hashes).
 	HashSalt string
 	// HashTypes are the identifier types hashed with HashSalt. Default
 	// DefaultHashTypes (when nil; an empty non-nil slice hashes none).
@@ -560,7 +560,7 @@ func (c *Cache) QueryValue(typ, value string) string {
 	default:
 		value = strings.TrimSpace(value)
 	}
-	if c.opts.HashSalt != "" && c.hashT[typ] && value != "" {
+	if c.hashT[typ] && value != "" {
 		value = HashIdentifier(c.opts.HashSalt, value)
 	}
 	return value

@@ -57,14 +57,15 @@ func (c *fixedClock) Now() time.Time { return c.t }
 var t0 = time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)
 
 // openTest opens a cache in dir (a new temp dir when empty) and closes it
-// at cleanup.
+// at cleanup. Identifiers are not hashed unless mod sets HashTypes (nil
+// for the defaults).
 func openTest(t testing.TB, dir string, mod func(*Options)) *Cache {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
 	clk := &fixedClock{t: t0}
-	o := Options{Dir: dir, Logger: testLogger(t), Now: clk.Now, NoSync: true}
+	o := Options{Dir: dir, Logger: testLogger(t), Now: clk.Now, NoSync: true, HashTypes: []string{}}
 	if mod != nil {
 		mod(&o)
 	}

@@ -35,7 +35,7 @@ func serveInmem(t *testing.T, h fasthttp.RequestHandler) *http.Client {
 
 func TestLookupHandler(t *testing.T) {
 	clk := &fixedClock{t: t0}
-	c := openTest(t, "", func(o *Options) { o.Now = clk.Now; o.HashSalt = "s"; o.DefaultCountryCode = "44" })
+	c := openTest(t, "", func(o *Options) { o.Now = clk.Now; o.HashSalt, o.HashTypes = "s", nil; o.DefaultCountryCode = "44" })
 	p := prof("p1", "loyalty_id:L1", "email:"+HashIdentifier("s", "ana@example.com"))
 	p.Offers = []protocol.Offer{{Product: "pillow-cover", Score: 0.9, Reason: "bought pillow"}}
 	p.Consent = map[string]bool{"marketing": true}
