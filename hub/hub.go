@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"time"
 
@@ -21,7 +22,9 @@ import (
 	"github.com/unico-cdp/unico/hub/broker"
 	"github.com/unico-cdp/unico/hub/identity"
 	"github.com/unico-cdp/unico/hub/intake"
+	"github.com/unico-cdp/unico/hub/offers"
 	"github.com/unico-cdp/unico/hub/profile"
+	"github.com/unico-cdp/unico/hub/snapshot"
 	"github.com/unico-cdp/unico/hub/store"
 	"github.com/unico-cdp/unico/hub/ui"
 )
@@ -45,6 +48,13 @@ type Config struct {
 	AdminToken string
 	Identity   *identity.Rules
 	Profile    profile.Rules
+	// Snapshot configures profile snapshots to the edges; its Dir is
+	// DataDir/snapshot and its Offers hook is the offers engine.
+	Snapshot snapshot.Config
+	// Offers configures next-best offers; OffersRefresh is how often the
+	// association model is rebuilt (default 10 minutes).
+	Offers        offers.Config
+	OffersRefresh time.Duration
 	// ShutdownTimeout bounds the HTTP drain on shutdown; default 10s.
 	ShutdownTimeout time.Duration
 }
@@ -76,6 +86,18 @@ func New(cfg Config, logger *slog.Logger) (*Hub, error) {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
 	}
+	switch cfg.Snapshot.Scope {
+	case "", snapshot.ScopeSite, snapshot.ScopeAll:
+	case snapshot.ScopeRegion:
+		if len(cfg.Snapshot.Regions) == 0 {
+			return nil, errors.New("snapshot-regions: required with --snapshot-scope region")
+		}
+	default:
+		return nil, fmt.Errorf("snapshot-scope %q: want site, region or all", cfg.Snapshot.Scope)
+	}
+	if cfg.OffersRefresh <= 0 {
+		cfg.OffersRefresh = 10 * time.Minute
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return &Hub{cfg: cfg, log: logger, reg: reg}, nil
@@ -102,6 +124,12 @@ func (h *Hub) Run(ctx context.Context) error {
 // the embedded broker's listener; nil when BrokerURL names an external
 // broker.
 func (h *Hub) Serve(ctx context.Context, httpLn, mqttLn net.Listener) error {
+	closeListeners := func() {
+		httpLn.Close()
+		if mqttLn != nil {
+			mqttLn.Close()
+		}
+	}
 	st, err := store.Open(store.Options{
 		Dir:      filepath.Join(h.cfg.DataDir, "store"),
 		Identity: h.cfg.Identity,
@@ -109,38 +137,52 @@ func (h *Hub) Serve(ctx context.Context, httpLn, mqttLn net.Listener) error {
 		Logger:   h.log,
 	})
 	if err != nil {
-		httpLn.Close()
-		if mqttLn != nil {
-			mqttLn.Close()
-		}
+		closeListeners()
 		return err
 	}
 	defer st.Close()
 	h.registerStoreMetrics(st)
 
-	g, gctx := errgroup.WithContext(ctx)
+	// Build every part before starting any, so a configuration error
+	// leaves nothing running.
 	brokerURL := h.cfg.BrokerURL
 	var brk *broker.Broker
 	if mqttLn != nil {
-		brk, err = broker.New(broker.Config{Users: h.cfg.BrokerUsers}, h.log)
-		if err != nil {
+		if brk, err = broker.New(broker.Config{Users: h.cfg.BrokerUsers}, h.log); err != nil {
+			closeListeners()
 			return err
 		}
-		g.Go(func() error { return brk.Serve(gctx, mqttLn) })
 		brokerURL = "mqtt://" + loopbackAddr(mqttLn.Addr())
-		if len(h.cfg.BrokerUsers) > 0 {
-			for u, p := range h.cfg.BrokerUsers {
-				brokerURL = "mqtt://" + u + ":" + p + "@" + loopbackAddr(mqttLn.Addr())
-				break
-			}
+		for u, p := range h.cfg.BrokerUsers {
+			brokerURL = "mqtt://" + url.UserPassword(u, p).String() + "@" + loopbackAddr(mqttLn.Addr())
+			break
 		}
 	}
-	in, err := intake.New(intake.Config{BrokerURL: brokerURL}, st, h.reg, h.log)
+	var snap *snapshot.Manager
+	in, err := intake.New(intake.Config{BrokerURL: brokerURL, OnCommit: func() { snap.Notify() }}, st, h.reg, h.log)
 	if err != nil {
+		closeListeners()
 		return err
 	}
-	g.Go(func() error { return in.Run(gctx) })
-
+	oc := h.cfg.Offers
+	if len(oc.OrderEvents) == 0 {
+		oc.OrderEvents = h.cfg.Profile.OrderEvents
+	}
+	eng, err := offers.New(oc, h.log)
+	if err != nil {
+		closeListeners()
+		return err
+	}
+	sc := h.cfg.Snapshot
+	sc.Dir = filepath.Join(h.cfg.DataDir, "snapshot")
+	sc.Offers = eng.Hook(st)
+	if snap, err = snapshot.New(sc, st, in, h.log); err != nil {
+		closeListeners()
+		return err
+	}
+	defer snap.Close()
+	snap.Subscribe(in)
+	h.reg.MustRegister(snap.Collectors()...)
 	handler, err := api.New(api.Config{
 		AdminToken: h.cfg.AdminToken,
 		Store:      st,
@@ -152,7 +194,7 @@ func (h *Hub) Serve(ctx context.Context, httpLn, mqttLn net.Listener) error {
 			return nil
 		},
 		Status: func() map[string]any {
-			m := map[string]any{"broker_connected": in.Connected()}
+			m := map[string]any{"broker_connected": in.Connected(), "snapshot_sync": snap.Edges()}
 			if brk != nil {
 				m["broker_clients"] = brk.Clients()
 			}
@@ -161,9 +203,18 @@ func (h *Hub) Serve(ctx context.Context, httpLn, mqttLn net.Listener) error {
 		UI: ui.Handler(),
 	}, h.log)
 	if err != nil {
+		closeListeners()
 		return err
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+
+	g, gctx := errgroup.WithContext(ctx)
+	if brk != nil {
+		g.Go(func() error { return brk.Serve(gctx, mqttLn) })
+	}
+	g.Go(func() error { return in.Run(gctx) })
+	g.Go(func() error { return snap.Run(gctx) })
+	g.Go(func() error { return eng.Run(gctx, st, h.cfg.OffersRefresh) })
 	g.Go(func() error {
 		if err := srv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)

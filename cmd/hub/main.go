@@ -12,10 +12,13 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/unico-cdp/unico/hub"
 	"github.com/unico-cdp/unico/hub/identity"
+	"github.com/unico-cdp/unico/hub/snapshot"
 	"github.com/unico-cdp/unico/internal/conf"
 	"github.com/unico-cdp/unico/internal/logging"
 )
@@ -51,6 +54,16 @@ func run(args []string) int {
 	fs.StringVar(&brokerUser, "broker-user", "", "username edges must present to the embedded broker (empty: anonymous)")
 	fs.Var(&brokerPass, "broker-password", "password for --broker-user")
 	fs.StringVar(&rulesFile, "identity-rules", "", "JSON `file` of identity rules (default: built-in rules, see README)")
+	var scope, regions, traits, hashTypes string
+	var hashSalt conf.Secret
+	fs.StringVar(&scope, "snapshot-scope", "site", "which profiles each edge holds: site (seen at that edge), region (seen in its region), all")
+	fs.StringVar(&regions, "snapshot-regions", "", "regions for --snapshot-scope region: `edge=region,…`")
+	fs.StringVar(&traits, "snapshot-traits", strings.Join(snapshot.DefaultTraits, ","), "traits sent to the edges, comma-separated")
+	fs.StringVar(&hashTypes, "snapshot-hash-types", strings.Join(snapshot.DefaultHashTypes, ","), "identifier types sent to the edges as salted SHA-256 hashes (empty: none)")
+	fs.Var(&hashSalt, "snapshot-hash-salt", "tenant salt of those hashes; the edges need the same --snapshot-hash-salt")
+	fs.DurationVar(&cfg.OffersRefresh, "offers-refresh", 10*time.Minute, "how often the product association model behind offers is rebuilt")
+	fs.DurationVar(&cfg.Offers.Window, "offers-window", 30*24*time.Hour, `"bought X → buys Y within" this window; products bought within it are not offered`)
+	fs.IntVar(&cfg.Offers.TopN, "offers-top", 3, "offers per profile")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&check, "check-config", false, "validate the configuration and exit")
@@ -75,6 +88,24 @@ func run(args []string) int {
 	cfg.AdminToken = token.Reveal()
 	if brokerUser != "" {
 		cfg.BrokerUsers = map[string]string{brokerUser: brokerPass.Reveal()}
+	}
+	cfg.Snapshot.Scope = scope
+	cfg.Snapshot.HashSalt = hashSalt.Reveal()
+	cfg.Snapshot.Traits = splitList(traits)
+	cfg.Snapshot.HashTypes = splitList(hashTypes)
+	if cfg.Snapshot.HashTypes == nil {
+		cfg.Snapshot.HashTypes = []string{}
+	}
+	for _, p := range splitList(regions) {
+		e, r, ok := strings.Cut(p, "=")
+		if !ok || e == "" || r == "" {
+			fmt.Fprintf(os.Stderr, "hub: snapshot-regions %q: want edge=region\n", p)
+			return 2
+		}
+		if cfg.Snapshot.Regions == nil {
+			cfg.Snapshot.Regions = map[string]string{}
+		}
+		cfg.Snapshot.Regions[e] = r
 	}
 	if rulesFile != "" {
 		r, err := loadRules(rulesFile)
@@ -101,6 +132,16 @@ func run(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func loadRules(name string) (*identity.Rules, error) {

@@ -56,6 +56,9 @@ type Config struct {
 	TLS *tls.Config
 	// ConnectTimeout defaults to 10s.
 	ConnectTimeout time.Duration
+	// OnCommit, when set, is called after every successful group commit
+	// (the snapshot manager's wake-up). It must not block.
+	OnCommit func()
 }
 
 type work struct {
@@ -311,6 +314,9 @@ func (in *Intake) handle(ctx context.Context, group []work) {
 		in.commitDur.Observe(time.Since(start).Seconds())
 		if err != nil && !errors.Is(err, context.Canceled) {
 			in.log.Error("commit failed; the edges will resend", "batches", len(bs), "err", err)
+		}
+		if err == nil && in.cfg.OnCommit != nil {
+			in.cfg.OnCommit()
 		}
 	}
 	i := 0
