@@ -19,7 +19,7 @@ func benchProfiles(b *testing.B, c *Cache, n int) float64 {
 		page := make([]protocol.ProfileSnapshot, 0, 500)
 		for j := i; j < min(n, i+500); j++ {
 			p := prof(fmt.Sprintf("prof-%07d", j), fmt.Sprintf("loyalty_id:L%07d", j),
-				"email:"+HashIdentifier("salt", fmt.Sprintf("u%d@example.com", j)))
+				"email:"+protocol.HashIdentifier("salt", fmt.Sprintf("u%d@example.com", j)))
 			p.Traits["tier"] = "gold"
 			p.Computed = map[string]any{"orders_90d": int64(j % 17), "ltv": float64(j) / 3}
 			p.Segments = []string{"loyal", "pillow-buyers"}

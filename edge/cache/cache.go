@@ -15,9 +15,7 @@
 package cache
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -538,16 +536,6 @@ func decodeRecord(b []byte, r *record) (err error) {
 	return msgpack.Unmarshal(b, r)
 }
 
-// HashIdentifier returns the lowercase hex SHA-256 of salt followed by
-// value: how the hub sends identifier values of the hashed types.
-func HashIdentifier(salt, value string) string {
-	h := sha256.New()
-	h.Write([]byte(salt))
-	h.Write([]byte(value))
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0]))
-}
-
 // QueryValue returns the value under which the cache indexes an identifier
 // looked up as (typ, value): e-mail and phone are normalised as ingest
 // normalises them, and values of the hashed types are hashed with the salt.
@@ -561,7 +549,7 @@ func (c *Cache) QueryValue(typ, value string) string {
 		value = strings.TrimSpace(value)
 	}
 	if c.hashT[typ] && value != "" {
-		value = HashIdentifier(c.opts.HashSalt, value)
+		value = protocol.HashIdentifier(c.opts.HashSalt, value)
 	}
 	return value
 }

@@ -288,7 +288,7 @@ func TestRestartSurvives(t *testing.T) {
 
 func TestLookupHashingAndNormalisation(t *testing.T) {
 	const salt = "tenant-salt"
-	hash := func(v string) string { return HashIdentifier(salt, v) }
+	hash := func(v string) string { return protocol.HashIdentifier(salt, v) }
 	tests := []struct {
 		name      string
 		salt      string
@@ -311,7 +311,7 @@ func TestLookupHashingAndNormalisation(t *testing.T) {
 		{name: "email no longer hashed when types exclude it", salt: salt, types: []string{},
 			stored: []string{"email:ana@example.com"}, typ: "email", q: "ANA@example.com", want: "p1"},
 		{name: "empty salt still hashes, as the hub does", salt: "",
-			stored: []string{"email:" + HashIdentifier("", "ana@example.com")}, typ: "email", q: " Ana@example.com", want: "p1"},
+			stored: []string{"email:" + protocol.HashIdentifier("", "ana@example.com")}, typ: "email", q: " Ana@example.com", want: "p1"},
 		{name: "wrong salt misses", salt: "other",
 			stored: []string{"email:" + hash("ana@example.com")}, typ: "email", q: "ana@example.com"},
 		{name: "raw value of hashed type misses", salt: salt,
@@ -343,20 +343,6 @@ func TestLookupHashingAndNormalisation(t *testing.T) {
 				t.Fatalf("profile %s, want %s", p.ProfileID, tt.want)
 			}
 		})
-	}
-}
-
-func TestHashIdentifier(t *testing.T) {
-	// printf 'saltana@example.com' | sha256sum
-	got := HashIdentifier("salt", "ana@example.com")
-	if len(got) != 64 || strings.ToLower(got) != got {
-		t.Fatalf("HashIdentifier = %q: want 64 lowercase hex digits", got)
-	}
-	if got != HashIdentifier("", "saltana@example.com") {
-		t.Fatal("HashIdentifier is not SHA-256 of salt followed by value")
-	}
-	if HashIdentifier("a", "b") == HashIdentifier("b", "a") {
-		t.Fatal("salt and value interchangeable")
 	}
 }
 

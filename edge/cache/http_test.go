@@ -36,7 +36,7 @@ func serveInmem(t *testing.T, h fasthttp.RequestHandler) *http.Client {
 func TestLookupHandler(t *testing.T) {
 	clk := &fixedClock{t: t0}
 	c := openTest(t, "", func(o *Options) { o.Now = clk.Now; o.HashSalt, o.HashTypes = "s", nil; o.DefaultCountryCode = "44" })
-	p := prof("p1", "loyalty_id:L1", "email:"+HashIdentifier("s", "ana@example.com"))
+	p := prof("p1", "loyalty_id:L1", "email:"+protocol.HashIdentifier("s", "ana@example.com"))
 	p.Offers = []protocol.Offer{{Product: "pillow-cover", Score: 0.9, Reason: "bought pillow"}}
 	p.Consent = map[string]bool{"marketing": true}
 	if _, err := c.Apply(batch(1, p, protocol.ProfileSnapshot{ProfileID: "bare", Identifiers: []protocol.Identifier{{Type: "loyalty_id", Value: "B"}}})); err != nil {

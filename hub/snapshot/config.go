@@ -58,7 +58,7 @@ type Config struct {
 	// unless listed here.
 	Traits []string
 	// HashTypes are identifier types whose values are sent as
-	// HashIdentifier(HashSalt, value). Nil means DefaultHashTypes; an
+	// protocol.HashIdentifier(HashSalt, value). Nil means DefaultHashTypes; an
 	// empty non-nil slice hashes nothing.
 	HashTypes []string
 	// HashSalt is the tenant salt for HashTypes.

@@ -1,25 +1,11 @@
 package snapshot
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"time"
 
 	"github.com/unico-cdp/unico/hub/store"
 	"github.com/unico-cdp/unico/protocol"
 )
-
-// HashIdentifier returns hex(SHA-256(salt + value)): how identifier values
-// of Config.HashTypes travel in snapshots. The edge hashes lookup queries
-// of those types with the same function and salt (values normalized as
-// the protocol package normalizes them at ingest).
-func HashIdentifier(salt, value string) string {
-	h := sha256.New()
-	h.Write([]byte(salt))
-	h.Write([]byte(value))
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0]))
-}
 
 // build turns a profile into the snapshot edges hold.
 func (m *Manager) build(v *store.View) protocol.ProfileSnapshot {
@@ -28,7 +14,7 @@ func (m *Manager) build(v *store.View) protocol.ProfileSnapshot {
 		s.Identifiers = make([]protocol.Identifier, 0, len(v.Identifiers))
 		for _, x := range v.Identifiers {
 			if m.hash[x.Type] {
-				x.Value = HashIdentifier(m.cfg.HashSalt, x.Value)
+				x.Value = protocol.HashIdentifier(m.cfg.HashSalt, x.Value)
 			}
 			s.Identifiers = append(s.Identifiers, x)
 		}

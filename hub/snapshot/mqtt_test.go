@@ -317,7 +317,7 @@ func TestDeliveryMQTT(t *testing.T) {
 	a.mu.Lock()
 	got := a.cache.profiles[v.ID]
 	a.mu.Unlock()
-	if !slices.Contains(got.Identifiers, protocol.Identifier{Type: protocol.IDEmail, Value: HashIdentifier("s", "c001@example.com")}) ||
+	if !slices.Contains(got.Identifiers, protocol.Identifier{Type: protocol.IDEmail, Value: protocol.HashIdentifier("s", "c001@example.com")}) ||
 		fmt.Sprint(got.Computed["orders"]) != "2" || fmt.Sprint(got.Computed["revenue"]) != "30" {
 		t.Fatalf("store-a snapshot of c001 = %+v", got)
 	}

@@ -56,8 +56,8 @@ func contains(s, sub string) bool {
 
 func TestHashIdentifier(t *testing.T) {
 	// sha256("salt" + "ana@example.com")
-	got := HashIdentifier("salt", "ana@example.com")
-	if len(got) != 64 || got != HashIdentifier("salt", "ana@example.com") || got == HashIdentifier("pepper", "ana@example.com") {
+	got := protocol.HashIdentifier("salt", "ana@example.com")
+	if len(got) != 64 || got != protocol.HashIdentifier("salt", "ana@example.com") || got == protocol.HashIdentifier("pepper", "ana@example.com") {
 		t.Fatalf("HashIdentifier = %q", got)
 	}
 }
@@ -71,7 +71,7 @@ func TestContent(t *testing.T) {
 	want := protocol.ProfileSnapshot{
 		ProfileID: "p1",
 		Identifiers: []protocol.Identifier{
-			{Type: "email", Value: HashIdentifier("s", "p1@example.com")},
+			{Type: "email", Value: protocol.HashIdentifier("s", "p1@example.com")},
 			{Type: "loyalty_id", Value: "L-p1"},
 		},
 		Traits: map[string]any{"name": "Ana"},
