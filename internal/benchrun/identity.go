@@ -154,6 +154,12 @@ func scoreIdentity(truth []simulate.TruthRecord, profiles []hubProfile) identity
 	}
 
 	sc.SplitFragmentsByCause = map[string]int64{}
+	held := func(k cellKey) int {
+		if k.profile >= 0 {
+			return 1
+		}
+		return 0
+	}
 	for p, qs := range personProfiles {
 		if len(qs) < 2 {
 			continue
@@ -164,9 +170,10 @@ func scoreIdentity(truth []simulate.TruthRecord, profiles []hubProfile) identity
 			frags = append(frags, cellKey{p, q})
 		}
 		// The largest piece is the person's profile; the others are split
-		// off. Ties go to the lowest profile index, for a stable answer.
+		// off. Ties go to a profile the hub holds, then to the lowest
+		// profile index, for a stable answer.
 		slices.SortFunc(frags, func(x, y cellKey) int {
-			return cmp.Or(cmp.Compare(cells[y], cells[x]), cmp.Compare(x.profile, y.profile))
+			return cmp.Or(cmp.Compare(cells[y], cells[x]), cmp.Compare(held(y), held(x)), cmp.Compare(x.profile, y.profile))
 		})
 		for _, k := range frags[1:] {
 			switch {
@@ -198,4 +205,16 @@ func fusionCause(a, b map[protocol.Identifier]string) string {
 		}
 	}
 	return "no_shared_identifier"
+}
+
+// withoutTypes returns truth without the identifiers of the given types.
+func withoutTypes(truth []simulate.TruthRecord, types ...string) []simulate.TruthRecord {
+	out := make([]simulate.TruthRecord, len(truth))
+	for i, r := range truth {
+		out[i] = r
+		out[i].Identifiers = slices.DeleteFunc(slices.Clone(r.Identifiers), func(x simulate.TruthIdentifier) bool {
+			return slices.Contains(types, x.Type)
+		})
+	}
+	return out
 }
