@@ -200,7 +200,8 @@ func (h *Hub) Serve(ctx context.Context, httpLn, mqttLn net.Listener) error {
 			}
 			return m
 		},
-		UI: ui.Handler(),
+		UI:     ui.Handler(),
+		Offers: sc.Offers,
 	}, h.log)
 	if err != nil {
 		closeListeners()

@@ -59,6 +59,9 @@ const (
 	// AckRetry means the hub could not commit now (overload, shutdown).
 	// The edge resends later.
 	AckRetry AckStatus = "retry"
+	// AckResume is an edge's snapshot ack sent when it (re)connects: the
+	// seq it has applied, so the hub resends anything after it at once.
+	AckResume AckStatus = "resume"
 )
 
 // Ack is the hub's application-level acknowledgement of a batch. Only an

@@ -201,8 +201,12 @@ func (s *Syncer) process(payload []byte) {
 // ack publishes the applied seq on the snapack topic.
 func (s *Syncer) ack(why string) {
 	seq := s.c.Applied()
+	status := protocol.AckOK
+	if why == "resume" {
+		status = protocol.AckResume
+	}
 	b, err := protocol.Marshal(&protocol.Ack{
-		EdgeID: s.cfg.EdgeID, FirstSeq: seq, LastSeq: seq, Status: protocol.AckOK, AckedAt: s.cfg.Now().UTC(),
+		EdgeID: s.cfg.EdgeID, FirstSeq: seq, LastSeq: seq, Status: status, AckedAt: s.cfg.Now().UTC(),
 	})
 	if err == nil {
 		err = s.cfg.Publish(s.ackTop, b, s.cfg.PublishTimeout)

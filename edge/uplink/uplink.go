@@ -232,9 +232,12 @@ func (f *Forwarder) connect(acks chan<- []byte, lost chan<- error) (mqtt.Client,
 		SetPingTimeout(f.cfg.WriteTimeout).
 		SetWriteTimeout(f.cfg.WriteTimeout).
 		SetConnectTimeout(f.cfg.ConnectTimeout).
-		// Handlers run on their own goroutines so that a slow
-		// subscription handler cannot stall the network loop.
-		SetOrderMatters(false).
+		// Handlers run in arrival order on paho's router: snapshot
+		// batches must reach the profile cache in the order the hub sent
+		// them (an out-of-order batch is a gap, resent only after a
+		// timeout). Every handler only hands the payload to a buffered
+		// channel, so none can stall the network loop.
+		SetOrderMatters(true).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			select {
 			case lost <- err:

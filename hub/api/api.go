@@ -42,6 +42,9 @@ type Config struct {
 	Status func() map[string]any
 	// UI serves the web UI at /; nil serves a plain index.
 	UI http.Handler
+	// Offers returns a profile's next-best offers; nil answers 404 on
+	// /api/v1/profiles/{id}/offers.
+	Offers func(*store.View) []protocol.Offer
 }
 
 // API is the hub's HTTP handler.
@@ -73,6 +76,7 @@ func New(cfg Config, logger *slog.Logger) (*API, error) {
 	a.mux.HandleFunc("GET /api/v1/profiles/{id}/events", a.auth(a.profileEvents))
 	a.mux.HandleFunc("GET /api/v1/profiles/{id}/merges", a.auth(a.profileMerges))
 	a.mux.HandleFunc("POST /api/v1/profiles/{id}/unmerge", a.auth(a.unmerge))
+	a.mux.HandleFunc("GET /api/v1/profiles/{id}/offers", a.auth(a.profileOffers))
 	a.mux.HandleFunc("GET /api/v1/identifiers", a.auth(a.getIdentifier))
 	a.mux.HandleFunc("POST /api/v1/events", a.auth(a.postEvents))
 	a.mux.HandleFunc("GET /api/v1/edges", a.auth(a.edges))
@@ -200,6 +204,22 @@ func (a *API) profileMerges(w http.ResponseWriter, r *http.Request) {
 		ms = []store.MergeRecord{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"merges": ms})
+}
+
+func (a *API) profileOffers(w http.ResponseWriter, r *http.Request) {
+	if a.cfg.Offers == nil {
+		writeError(w, http.StatusNotFound, "offers are not enabled", "")
+		return
+	}
+	v, err := a.cfg.Store.Profile(r.PathValue("id"))
+	if a.storeErr(w, err, "no such profile") {
+		return
+	}
+	offers := a.cfg.Offers(v)
+	if offers == nil {
+		offers = []protocol.Offer{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"profile_id": v.ID, "offers": offers})
 }
 
 func (a *API) unmerge(w http.ResponseWriter, r *http.Request) {

@@ -434,8 +434,9 @@ func (m *Manager) handleAck(a ackMsg, now time.Time) error {
 	if progress {
 		e.backoff = 0
 		e.lastSend = now
-	} else if len(e.st.Inflight) > 0 && now.Sub(e.lastSend) >= m.cfg.AckTimeout/10 {
-		// A resume below what was sent: resend at once.
+	} else if len(e.st.Inflight) > 0 && (a.resume || now.Sub(e.lastSend) >= m.cfg.AckTimeout/10) {
+		// A resume below what was sent (the edge reconnected, or a
+		// repeated ack long after the last send): resend at once.
 		e.lastSend = time.Time{}
 		e.backoff = 0
 	}

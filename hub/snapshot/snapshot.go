@@ -76,6 +76,7 @@ type EdgeSync struct {
 type ackMsg struct {
 	tenant, edge string
 	seq          uint64
+	resume       bool // sent on the edge's (re)connect
 }
 
 // Manager delivers profile snapshots to edges.
@@ -198,12 +199,12 @@ func (m *Manager) HandleAck(topic string, payload []byte) {
 		m.log.Warn("bad snapshot ack", "tenant", tenant, "edge", edgeID, "err", err)
 		return
 	}
-	if a.Status != protocol.AckOK {
+	if a.Status != protocol.AckOK && a.Status != protocol.AckResume {
 		m.dropped.Inc()
 		return
 	}
 	select {
-	case m.acks <- ackMsg{tenant: tenant, edge: edgeID, seq: a.LastSeq}:
+	case m.acks <- ackMsg{tenant: tenant, edge: edgeID, seq: a.LastSeq, resume: a.Status == protocol.AckResume}:
 	default:
 		// The edge acks again after its next batch and on reconnect;
 		// unacked batches are resent after AckTimeout.

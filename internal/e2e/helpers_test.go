@@ -164,11 +164,12 @@ type hubProc struct {
 	http, mqtt int
 }
 
-func startHub(t testing.TB, dir string) *hubProc {
+func startHub(t testing.TB, dir string, extra ...string) *hubProc {
 	t.Helper()
 	h := &hubProc{http: freePort(t), mqtt: freePort(t)}
-	h.proc = start(t, "hub", "--data-dir", dir, "--admin-token", adminToken,
-		"--http-addr", fmt.Sprintf("127.0.0.1:%d", h.http), "--mqtt-addr", fmt.Sprintf("127.0.0.1:%d", h.mqtt), "--log-level", "warn")
+	args := append([]string{"--data-dir", dir, "--admin-token", adminToken,
+		"--http-addr", fmt.Sprintf("127.0.0.1:%d", h.http), "--mqtt-addr", fmt.Sprintf("127.0.0.1:%d", h.mqtt), "--log-level", "warn"}, extra...)
+	h.proc = start(t, "hub", args...)
 	h.waitReady(t)
 	return h
 }
