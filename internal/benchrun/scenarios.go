@@ -219,9 +219,10 @@ func (b *bench) identity(ctx context.Context, t *topology, rep *report) error {
 	rep.Params["seed"] = 1
 	rep.Params["mix"] = "default"
 	truthPath := filepath.Join(t.dir, "truth.jsonl")
+	const runID = "bench-identity"
 	before := t.cpu()
 	lg, err := t.runLoadgen(ctx, b.cfg.binDir, 2*time.Minute+time.Duration(n/500)*time.Second, "loadgen-identity",
-		loadgenArgs(0, "--events", strconv.FormatInt(n, 10), "--duration", "0", "--seed", "1", "--truth", truthPath)...)
+		loadgenArgs(0, "--events", strconv.FormatInt(n, 10), "--duration", "0", "--seed", "1", "--run-id", runID, "--truth", truthPath)...)
 	if err != nil {
 		return err
 	}
@@ -259,6 +260,17 @@ func (b *bench) identity(ctx context.Context, t *topology, rep *report) error {
 	res["known_identifiers"] = map[string]any{
 		"precision": round4(known.Precision), "recall": round4(known.Recall), "f1": round4(known.F1),
 		"identifiers": known.Identifiers, "under_merged_persons": known.UnderMergedPersons,
+	}
+	// Recall against what the events make linkable separates the hub's
+	// misses from links the data never offered.
+	if ev, err := replayEvidence(1, population, n, runID); err != nil {
+		return err
+	} else if !sameIdentifiers(ev.records, truth) {
+		res["evidence"] = "replayed events differ from loadgen's truth; not scored"
+	} else {
+		linkable, found := evidenceRecall(truth, profiles, ev.component)
+		res["linkable_pairs"] = linkable
+		res["recall_of_linkable_pairs"] = round4(float64(found) / float64(max(linkable, 1)))
 	}
 	if s, err := t.hubStats(ctx); err == nil {
 		res["hub_profiles_counter"] = s.Store.Profiles
