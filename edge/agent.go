@@ -24,9 +24,11 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/unico-cdp/unico/edge/cache"
+	"github.com/unico-cdp/unico/edge/devices"
 	"github.com/unico-cdp/unico/edge/ingest"
 	"github.com/unico-cdp/unico/edge/queue"
 	"github.com/unico-cdp/unico/edge/uplink"
+	bridge "github.com/unico-cdp/unico/firmware-bridge"
 	"github.com/unico-cdp/unico/protocol"
 )
 
@@ -54,6 +56,10 @@ type Config struct {
 	// Cache configures the profile cache; its Dir is DataDir/cache and its
 	// DefaultCountryCode defaults to Ingest.Map.DefaultCountryCode.
 	Cache cache.Options
+	// Devices, when its ListenAddr or BrokerURL is set, takes frames from
+	// in-store sensors into the queue (channel iot); its Bridge.Source is
+	// set from the agent's.
+	Devices devices.Config
 	// Snapshots configures snapshot sync; Tenant, EdgeID and Publish are
 	// set by the agent.
 	Snapshots cache.SyncerConfig
@@ -127,9 +133,12 @@ type Status struct {
 	BatchesRejected        uint64            `json:"batches_rejected"`
 	Reconnects             uint64            `json:"reconnects"`
 	ProfilesCached         int64             `json:"profiles_cached"`
-	SnapshotAppliedSeq     uint64            `json:"snapshot_applied_seq"`
-	LastSnapshotAt         *time.Time        `json:"last_snapshot_at"`
-	LastFullSyncAt         *time.Time        `json:"last_full_sync_at"`
+	// Devices is the registry of in-store sensors (when device intake is
+	// on): last seen, firmware, battery, frames, gaps, duplicates, reboots.
+	Devices            []bridge.DeviceInfo `json:"devices,omitempty"`
+	SnapshotAppliedSeq uint64              `json:"snapshot_applied_seq"`
+	LastSnapshotAt     *time.Time          `json:"last_snapshot_at"`
+	LastFullSyncAt     *time.Time          `json:"last_full_sync_at"`
 }
 
 // Serve serves on ln until ctx is cancelled. Shutdown order: ingest stops
@@ -212,6 +221,16 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	a.reg.MustRegister(pc.Collectors()...)
 	a.registerQueueMetrics(q)
 
+	var devs *devices.Devices
+	if dc := a.cfg.Devices; dc.ListenAddr != "" || dc.BrokerURL != "" {
+		dc.Bridge.Source = protocol.Source{Tenant: a.cfg.Tenant, Site: a.cfg.Site, Edge: a.cfg.EdgeID}
+		if devs, err = devices.New(dc, q, a.log); err != nil {
+			ln.Close()
+			return err
+		}
+		a.reg.MustRegister(devs.Collectors()...)
+	}
+
 	status := func() Status {
 		qs, us := q.Stats(), fwd.Stats()
 		s := Status{
@@ -234,6 +253,9 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		cs := pc.Stats()
 		s.ProfilesCached, s.SnapshotAppliedSeq = cs.Profiles, cs.Applied
+		if devs != nil {
+			s.Devices = devs.Registry()
+		}
 		if !cs.LastSnapshotAt.IsZero() {
 			t := cs.LastSnapshotAt.UTC()
 			s.LastSnapshotAt = &t
@@ -264,6 +286,9 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	g.Go(func() error { return srv.Serve(gctx, ln) })
 	g.Go(func() error { return fwd.Run(gctx) })
 	g.Go(func() error { return syncer.Run(gctx) })
+	if devs != nil {
+		g.Go(func() error { return devs.Run(gctx) })
+	}
 	a.log.Info("edge agent ready", "http", ln.Addr().String(), "edge_id", a.cfg.EdgeID, "tenant", a.cfg.Tenant, "site", a.cfg.Site, "hub", a.cfg.Uplink.BrokerURL)
 	err = g.Wait()
 	a.log.Info("edge agent stopping", "queue_depth", q.Stats().Depth)

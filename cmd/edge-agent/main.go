@@ -11,12 +11,14 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/unico-cdp/unico/edge"
 	"github.com/unico-cdp/unico/edge/cache"
+	"github.com/unico-cdp/unico/edge/devices"
 	"github.com/unico-cdp/unico/edge/queue"
 	"github.com/unico-cdp/unico/internal/conf"
 	"github.com/unico-cdp/unico/internal/logging"
@@ -68,6 +70,14 @@ func run(args []string) int {
 	fs.Var(&hashSalt, "snapshot-hash-salt", "tenant salt the hub hashes identifier values of --snapshot-hash-types with; lookups hash the same way")
 	fs.StringVar(&hashTypes, "snapshot-hash-types", cache.DefaultHashTypes, "identifier types whose values the hub sends hashed, comma-separated")
 	fs.IntVar(&cfg.Snapshots.Buffer, "snapshot-buffer", cache.DefaultBuffer, "snapshot batches received and waiting to be applied; more are dropped and resent by the hub")
+	var deviceCreds, zones string
+	fs.StringVar(&cfg.Devices.ListenAddr, "device-mqtt-addr", "", "serve in-store sensors on this MQTT `address` (such as 127.0.0.1:1884); frames go to unico/v1/dev/<device id>/frame")
+	fs.StringVar(&cfg.Devices.BrokerURL, "device-broker-url", "", "instead, take sensor frames from this local broker (`mqtt://host:port`)")
+	fs.StringVar(&deviceCreds, "device-credentials", "", "`file` of device credentials for --device-mqtt-addr, one `device-id password` per line (empty: anonymous devices)")
+	fs.StringVar(&zones, "presence-zones", "", "zone names of presence sensors: `number=name,…` such as 1=entrance,3=shoes")
+	fs.IntVar(&cfg.Devices.Bridge.RSSIThreshold, "presence-rssi-threshold", -80, "weaker sightings (dBm) are ignored")
+	fs.DurationVar(&cfg.Devices.Bridge.ExitTimeout, "presence-exit-timeout", 2*time.Minute, "presence.exit after this long without a sighting")
+	fs.DurationVar(&cfg.Devices.Bridge.MinDwell, "presence-min-dwell", 30*time.Second, "shortest zone stay reported as presence.zone_dwell")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&check, "check-config", false, "validate the configuration and exit")
@@ -115,6 +125,20 @@ func run(args []string) int {
 	if cfg.Queue.Overflow, err = parseOverflow(overflow); err != nil {
 		fmt.Fprintln(os.Stderr, "edge-agent:", err)
 		return 2
+	}
+	if cfg.Devices.Credentials, err = readCredentials(deviceCreds); err != nil {
+		fmt.Fprintln(os.Stderr, "edge-agent:", err)
+		return 2
+	}
+	if cfg.Devices.Bridge.ZoneMap, err = parseZones(zones); err != nil {
+		fmt.Fprintln(os.Stderr, "edge-agent:", err)
+		return 2
+	}
+	if cfg.Devices.ListenAddr != "" || cfg.Devices.BrokerURL != "" {
+		if _, err := devices.New(cfg.Devices, nil, nil); err != nil {
+			fmt.Fprintln(os.Stderr, "edge-agent:", err)
+			return 2
+		}
 	}
 	if cfg.Ingest.Map.Rules, err = parseRules(rules); err != nil {
 		fmt.Fprintln(os.Stderr, "edge-agent:", err)
@@ -178,6 +202,47 @@ func parseRules(s string) ([]protocol.IdentifierRule, error) {
 			return nil, fmt.Errorf("identifier-rules %q: want path=type", p)
 		}
 		out = append(out, protocol.IdentifierRule{Path: path, Type: typ})
+	}
+	return out, nil
+}
+
+// readCredentials reads "device-id password" lines; # starts a comment.
+func readCredentials(name string) (map[string]string, error) {
+	if name == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("device-credentials: %w", err)
+	}
+	out := map[string]string{}
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			return nil, fmt.Errorf("device-credentials %s line %d: want \"device-id password\"", name, i+1)
+		}
+		out[strings.ToLower(f[0])] = f[1]
+	}
+	return out, nil
+}
+
+// parseZones parses "1=entrance,3=shoes".
+func parseZones(s string) (map[uint8]string, error) {
+	var out map[uint8]string
+	for _, p := range splitList(s) {
+		n, name, ok := strings.Cut(p, "=")
+		z, err := strconv.ParseUint(n, 10, 8)
+		if !ok || err != nil || name == "" {
+			return nil, fmt.Errorf("presence-zones %q: want number=name with a number 0-255", p)
+		}
+		if out == nil {
+			out = map[uint8]string{}
+		}
+		out[uint8(z)] = name
 	}
 	return out, nil
 }
