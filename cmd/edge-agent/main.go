@@ -119,9 +119,7 @@ func run(args []string) int {
 	cfg.Queue.QuotaBytes = int64(quota)
 	cfg.Ingest.Map.MaxMessageBytes = int(maxMsg)
 	cfg.Ingest.Map.MaxBatchBytes = int(maxBatch)
-	for _, k := range splitList(writeKeys) {
-		cfg.Ingest.WriteKeys = append(cfg.Ingest.WriteKeys, k)
-	}
+	cfg.Ingest.WriteKeys = splitList(writeKeys)
 	if cfg.Queue.Overflow, err = parseOverflow(overflow); err != nil {
 		fmt.Fprintln(os.Stderr, "edge-agent:", err)
 		return 2
