@@ -75,10 +75,6 @@ func TestConfig(t *testing.T) {
 	}
 }
 
-func contains(s, sub string) bool {
-	return len(sub) == 0 || (len(s) >= len(sub) && (s[:len(sub)] == sub || contains(s[1:], sub)))
-}
-
 func TestBuildCounts(t *testing.T) {
 	e := newEngine(t, Config{MinSupport: 1, MinLift: -1})
 	hs := [][]Purchase{

@@ -362,21 +362,6 @@ func (r *rig) sync(offline ...string) {
 	}
 }
 
-// want returns the ids the store says edge id should hold (site scope).
-func (r *rig) want(id string, scope func(*store.View) bool) []string {
-	var out []string
-	for pid, v := range r.src.profiles {
-		if scope(v) {
-			out = append(out, pid)
-		}
-	}
-	slices.Sort(out)
-	if out == nil {
-		out = []string{}
-	}
-	return out
-}
-
 func ids(n int, prefix string) []string {
 	out := make([]string, n)
 	for i := range out {

@@ -87,7 +87,6 @@ type testEdge struct {
 	cache *cache
 	drop  func(b *protocol.SnapshotBatch) bool // drops a batch unseen
 	c     mqtt.Client
-	seen  map[string]time.Time // profile id → first time its latest content arrived
 	want  func(p protocol.ProfileSnapshot) bool
 	hit   chan string
 }
