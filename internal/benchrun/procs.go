@@ -46,9 +46,10 @@ func (p *proc) start() error {
 		return fmt.Errorf("start %s: %w", p.name, err)
 	}
 	cmd := exec.Command(p.bin, p.args...)
+	// No Pdeathsig: it fires when the creating OS thread ends, which the Go
+	// runtime may do long before this program ends (go.dev/issue/27505).
+	// Every scenario kills its processes on the way out instead.
 	cmd.Stdout, cmd.Stderr = f, f
-	// The child dies with this program, whatever the way it ends.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return fmt.Errorf("start %s: %w", p.name, err)

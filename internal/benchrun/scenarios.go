@@ -73,9 +73,9 @@ func loadgenArgs(rate float64, extra ...string) []string {
 }
 
 // deliverTimeout bounds the wait for the hub to hold events accepted
-// events, assuming at least 300 events/s end to end.
+// events, assuming at least 1,000 events/s end to end.
 func deliverTimeout(events int64) time.Duration {
-	return 2*time.Minute + time.Duration(events/300)*time.Second
+	return 2*time.Minute + time.Duration(events/1000)*time.Second
 }
 
 func (b *bench) edgeIngest(ctx context.Context, t *topology, rep *report) error {

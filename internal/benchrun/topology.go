@@ -210,24 +210,46 @@ func (t *topology) hubStats(ctx context.Context) (hubStats, error) {
 	return s, err
 }
 
+// stallTimeout fails a wait for delivery when neither the hub's event count
+// nor the edges' queue depth moved for this long.
+const stallTimeout = time.Minute
+
 // waitDelivered waits until the edges' queues are empty and the hub holds
-// want events, and fails if it holds a different number then.
+// want events, and fails if it holds a different number then. It gives up
+// at timeout, when progress stalls for stallTimeout, or when a process
+// exited.
 func (t *topology) waitDelivered(ctx context.Context, want int64, timeout time.Duration) error {
 	var last hubStats
-	var depth int64
+	depth := int64(-1)
+	lastMove := time.Now()
+	var failure error
 	err := waitUntil(ctx, timeout, pollEvery, "every accepted event at the hub", func(ctx context.Context) bool {
+		for _, p := range t.procs() {
+			if !p.running() {
+				failure = fmt.Errorf("%s exited", p.name)
+				return true
+			}
+		}
 		s, err := t.hubStats(ctx)
 		if err != nil {
 			return false
 		}
-		last = s
-		if s.Store.Events < want {
+		d, err := t.queueDepth(ctx)
+		if err != nil {
 			return false
 		}
-		d, err := t.queueDepth(ctx)
-		depth = d
-		return err == nil && d == 0
+		if s.Store.Events != last.Store.Events || d != depth {
+			lastMove = time.Now()
+		} else if time.Since(lastMove) > stallTimeout {
+			failure = fmt.Errorf("no progress for %v", stallTimeout)
+			return true
+		}
+		last, depth = s, d
+		return s.Store.Events >= want && d == 0
 	})
+	if err == nil {
+		err = failure
+	}
 	if err != nil {
 		return fmt.Errorf("%w: hub holds %d of %d accepted events, %d still queued at the edges", err, last.Store.Events, want, depth)
 	}
@@ -399,7 +421,6 @@ func (t *topology) runLoadgen(ctx context.Context, binDir string, timeout time.D
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "loadgen"), args...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 15 * time.Second
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	logf, err := os.Create(logPath(t.dir, name))
 	if err != nil {
 		return loadResult{}, fmt.Errorf("loadgen log: %w", err)
