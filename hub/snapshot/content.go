@@ -130,3 +130,34 @@ func (m *Manager) targets(v *store.View) []uint32 {
 	sortNums(out)
 	return out
 }
+
+// builtSnap is a snapshot built for one version of a profile.
+type builtSnap struct {
+	updated time.Time
+	events  int64
+	at      time.Time
+	snap    protocol.ProfileSnapshot
+}
+
+// maxBuilt bounds the snapshots kept for reuse across edges; builtTTL keeps
+// offers (which depend on the time and the offers model) fresh.
+const (
+	maxBuilt = 20000
+	builtTTL = 30 * time.Second
+)
+
+// buildCached is build for one profile version, computed once for all the
+// edges that receive it in a short time: with many edges holding the same
+// profile, reading its offers dominates otherwise.
+func (m *Manager) buildCached(v *store.View) protocol.ProfileSnapshot {
+	now := m.cfg.Now()
+	if b, ok := m.built[v.ID]; ok && b.updated.Equal(v.UpdatedAt) && b.events == v.Computed.Events && now.Sub(b.at) < builtTTL {
+		return b.snap
+	}
+	snap := m.build(v)
+	if m.built == nil || len(m.built) >= maxBuilt {
+		m.built = make(map[string]builtSnap)
+	}
+	m.built[v.ID] = builtSnap{updated: v.UpdatedAt, events: v.Computed.Events, at: now, snap: snap}
+	return snap
+}

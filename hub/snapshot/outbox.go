@@ -596,7 +596,7 @@ func (m *Manager) sendNext(e *edge, now time.Time) (bool, error) {
 			for _, v := range views {
 				cursor = v.ID
 				if m.holds(e, v) {
-					snaps = append(snaps, m.build(v))
+					snaps = append(snaps, m.buildCached(v))
 					full = append(full, v.ID)
 					if len(snaps) == m.cfg.BatchProfiles {
 						break
@@ -709,7 +709,7 @@ func (m *Manager) snapshotsOf(e *edge, pids []string) ([]protocol.ProfileSnapsho
 			out = append(out, protocol.ProfileSnapshot{ProfileID: pid, Tombstone: true, UpdatedAt: now})
 			continue
 		}
-		out = append(out, m.build(v))
+		out = append(out, m.buildCached(v))
 	}
 	return out, nil
 }
@@ -736,7 +736,7 @@ func (m *Manager) contentOf(e *edge, r batchRec) ([]protocol.ProfileSnapshot, er
 			}
 			cursor = v.ID
 			if m.holds(e, v) {
-				out = append(out, m.build(v))
+				out = append(out, m.buildCached(v))
 			}
 		}
 		if page.Next == "" || len(views) == 0 {

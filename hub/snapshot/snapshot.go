@@ -95,7 +95,8 @@ type Manager struct {
 	status  atomic.Pointer[[]EdgeSync]
 
 	// Owned by Run (and New).
-	edges    map[string]*edge // by tenant/edge
+	edges    map[string]*edge     // by tenant/edge
+	built    map[string]builtSnap // recent snapshots by profile id, shared by all edges (Run's goroutine only)
 	byNum    map[uint32]*edge
 	byEdgeID map[string][]*edge
 	byRegion map[string][]*edge

@@ -266,7 +266,7 @@ func (e *edgeProc) post(ctx context.Context, msgs []map[string]any) int {
 	return resp.StatusCode
 }
 
-func (e *edgeProc) mustPost(t *testing.T, msgs ...map[string]any) {
+func (e *edgeProc) mustPost(t testing.TB, msgs ...map[string]any) {
 	t.Helper()
 	if code := e.post(context.Background(), msgs); code != 200 {
 		t.Fatalf("POST /v1/batch: %d", code)
@@ -278,7 +278,7 @@ type status struct {
 	HubConnected bool  `json:"hub_connected"`
 }
 
-func (e *edgeProc) status(t *testing.T) (status, bool) {
+func (e *edgeProc) status(t testing.TB) (status, bool) {
 	var s status
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/v1/status", e.http))
 	if err != nil {
