@@ -68,6 +68,7 @@ cat <<MSG
                 curl -H 'Authorization: Bearer $TOKEN' '$HUB/api/v1/profiles?limit=5'
                 curl -H 'Authorization: Bearer $TOKEN' $HUB/api/v1/edges
   Edge agent    curl $EDGE/v1/status
+                curl '$EDGE/v1/profiles/lookup?type=email&value=<an e-mail shown in the UI>'  (works offline)
                 curl -u $WRITE_KEY: $EDGE/v1/track -d '{"userId":"u-1","event":"Order Completed","properties":{"revenue":42}}'
   Metrics       $HUB/metrics   $EDGE/metrics
   Logs          $DATA/logs/
