@@ -214,6 +214,9 @@ func (t *topology) hubStats(ctx context.Context) (hubStats, error) {
 // nor the edges' queue depth moved for this long.
 const stallTimeout = time.Minute
 
+// progressEvery is the interval of progress lines while waiting.
+const progressEvery = 10 * time.Second
+
 // waitDelivered waits until the edges' queues are empty and the hub holds
 // want events, and fails if it holds a different number then. It gives up
 // at timeout, when progress stalls for stallTimeout, or when a process
@@ -221,7 +224,7 @@ const stallTimeout = time.Minute
 func (t *topology) waitDelivered(ctx context.Context, want int64, timeout time.Duration) error {
 	var last hubStats
 	depth := int64(-1)
-	lastMove := time.Now()
+	lastMove, lastLog := time.Now(), time.Now()
 	var failure error
 	err := waitUntil(ctx, timeout, pollEvery, "every accepted event at the hub", func(ctx context.Context) bool {
 		for _, p := range t.procs() {
@@ -237,6 +240,10 @@ func (t *topology) waitDelivered(ctx context.Context, want int64, timeout time.D
 		d, err := t.queueDepth(ctx)
 		if err != nil {
 			return false
+		}
+		if time.Since(lastLog) >= progressEvery {
+			t.logger.Info("waiting for delivery", "hub_events", s.Store.Events, "want", want, "queued", d)
+			lastLog = time.Now()
 		}
 		if s.Store.Events != last.Store.Events || d != depth {
 			lastMove = time.Now()
