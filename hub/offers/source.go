@@ -131,6 +131,17 @@ func (e *Engine) Hook(src Source) func(*store.View) []protocol.Offer {
 		if !e.cfg.ReadAllTimelines && v.Computed.LastPurchaseAt.Before(now.Add(-e.cfg.Window)) {
 			return nil
 		}
+		// The profile keeps its recent purchases: no timeline read. Only
+		// with ReadAllTimelines (order events the store does not count)
+		// is the timeline read.
+		if !e.cfg.ReadAllTimelines {
+			hist := make([]Purchase, 0, len(v.Computed.Purchases))
+			for i := len(v.Computed.Purchases) - 1; i >= 0; i-- { // oldest first
+				p := v.Computed.Purchases[i]
+				hist = append(hist, Purchase{Product: p.Product, Name: p.Name, At: p.At})
+			}
+			return e.Recommend(hist, now)
+		}
 		offers, err := e.ForProfile(context.Background(), src, v.ID, now)
 		if err != nil {
 			e.log.Warn("offers for profile", "profile", v.ID, "err", err)

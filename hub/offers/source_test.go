@@ -57,14 +57,12 @@ func (f *fakeSource) Profiles(cursor string, limit int) ([]*store.View, store.Pa
 	}
 	var out []*store.View
 	for ; i < len(f.ids) && len(out) < limit; i++ {
+		// The store's own classifier computes what a real view holds
+		// (orders, last purchase, recent purchases).
 		v := &store.View{Profile: profile.Profile{ID: f.ids[i]}}
+		cls := profile.NewClassifier(profile.DefaultRules())
 		for _, e := range f.events[f.ids[i]] {
-			if e.Type == protocol.TypeTrack && e.Name == "Order Completed" {
-				v.Computed.Orders++
-				if e.OccurredAt.After(v.Computed.LastPurchaseAt) {
-					v.Computed.LastPurchaseAt = e.OccurredAt
-				}
-			}
+			cls.Apply(&v.Profile, &e)
 		}
 		out = append(out, v)
 	}

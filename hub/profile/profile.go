@@ -72,6 +72,80 @@ type Computed struct {
 	Edges       map[string]int64 `msgpack:"ed,omitempty" json:"edges,omitempty"`
 	Channels    map[string]int64 `msgpack:"ch,omitempty" json:"channels,omitempty"`
 	LastContact *Contact         `msgpack:"lc,omitempty" json:"last_contact,omitempty"`
+	// Purchases are the most recent products bought (at most
+	// MaxRecentPurchases), newest first: what next-best offers start from
+	// without reading the timeline.
+	Purchases []Purchase `msgpack:"pu,omitempty" json:"recent_purchases,omitempty"`
+}
+
+// Purchase is one product bought in an order.
+type Purchase struct {
+	Product string    `msgpack:"p" json:"product"`
+	Name    string    `msgpack:"n,omitempty" json:"name,omitempty"`
+	At      time.Time `msgpack:"at" json:"at"`
+}
+
+// MaxRecentPurchases bounds Computed.Purchases.
+const MaxRecentPurchases = 50
+
+// addPurchases merges b into a: newest first, duplicates (same product and
+// time) once, at most MaxRecentPurchases. The result depends only on the
+// union, so merging is order-independent.
+func addPurchases(a, b []Purchase) []Purchase {
+	if len(b) == 0 {
+		return a
+	}
+	out := append(slices.Clone(a), b...)
+	slices.SortFunc(out, func(x, y Purchase) int {
+		if c := y.At.Compare(x.At); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(x.Product, y.Product); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.Name, y.Name)
+	})
+	out = slices.CompactFunc(out, func(x, y Purchase) bool { return x.Product == y.Product && x.At.Equal(y.At) })
+	if len(out) > MaxRecentPurchases {
+		out = out[:MaxRecentPurchases]
+	}
+	return out
+}
+
+// orderProducts returns the products of an order event: the entries of
+// properties.products (product_id, else sku), or the event's own product_id
+// or sku.
+func orderProducts(e *protocol.Event) []Purchase {
+	id := func(m map[string]any) string {
+		for _, k := range [...]string{"product_id", "sku"} {
+			switch v := m[k].(type) {
+			case string:
+				if v != "" {
+					return v
+				}
+			case int64:
+				return strconv.FormatInt(v, 10)
+			case float64:
+				return strconv.FormatFloat(v, 'f', -1, 64)
+			}
+		}
+		return ""
+	}
+	var out []Purchase
+	if list, ok := e.Properties["products"].([]any); ok {
+		for _, it := range list {
+			if m, ok := it.(map[string]any); ok {
+				if p := id(m); p != "" {
+					name, _ := m["name"].(string)
+					out = append(out, Purchase{Product: p, Name: name, At: e.OccurredAt})
+				}
+			}
+		}
+	} else if p := id(e.Properties); p != "" {
+		name, _ := e.Properties["name"].(string)
+		out = append(out, Purchase{Product: p, Name: name, At: e.OccurredAt})
+	}
+	return out
 }
 
 // Profile is one unified customer.
@@ -191,6 +265,7 @@ func (c *Classifier) Apply(p *Profile, e *protocol.Event) {
 		if at.After(cp.LastPurchaseAt) {
 			cp.LastPurchaseAt = at
 		}
+		cp.Purchases = addPurchases(cp.Purchases, orderProducts(e))
 	}
 	site := e.Source.Site
 	if site != "" && (isOrder || matchAny(c.r.VisitEvents, e.Name)) {
@@ -268,6 +343,7 @@ func Merge(dst, src *Profile) {
 	a.SiteVisits = addCounts(a.SiteVisits, b.SiteVisits)
 	a.Channels = addCounts(a.Channels, b.Channels)
 	a.Edges = addCounts(a.Edges, b.Edges)
+	a.Purchases = addPurchases(a.Purchases, b.Purchases)
 	if b.LastContact != nil && (a.LastContact == nil || b.LastContact.After(a.LastContact.Stamp)) {
 		c := *b.LastContact
 		a.LastContact = &c

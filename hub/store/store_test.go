@@ -31,7 +31,7 @@ func order(id string, minute int, revenue float64, site string, ids ...protocol.
 	return protocol.Event{
 		ID: id, Type: protocol.TypeTrack, Name: "Order Completed", Channel: protocol.ChannelPOS,
 		Source: protocol.Source{Tenant: "t", Site: site, Edge: "e1"}, Identifiers: ids,
-		Properties: map[string]any{"revenue": revenue},
+		Properties: map[string]any{"revenue": revenue, "products": []any{map[string]any{"product_id": fmt.Sprintf("P%d", minute%4)}}},
 		Traits:     map[string]any{"name": id},
 		Consent:    map[string]bool{"marketing": minute%2 == 0},
 		OccurredAt: base.Add(time.Duration(minute) * time.Minute), ReceivedAt: base,
