@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -340,30 +342,25 @@ type Change struct {
 // listed until ClearChanges removes it, so a crash between reading and
 // acting on a change only repeats it.
 func (s *Store) Changes(limit int) ([]Change, error) {
-	var out []Change
+	s.pendingMu.Lock()
+	out := make([]Change, 0, min(limit, len(s.pending)))
+	for pid, v := range s.pending {
+		if len(out) == limit {
+			break
+		}
+		out = append(out, Change{ProfileID: pid, Version: v})
+	}
+	s.pendingMu.Unlock()
+	slices.SortFunc(out, func(a, b Change) int { return strings.Compare(a.ProfileID, b.ProfileID) })
 	err := s.db.View(func(txn *badger.Txn) error {
-		prefix := []byte{tDirty}
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = prefix
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Seek(prefix); it.ValidForPrefix(prefix) && len(out) < limit; it.Next() {
-			pid := string(it.Item().Key()[1:])
-			c := Change{ProfileID: pid}
-			if err := it.Item().Value(func(v []byte) error {
-				if len(v) == 8 {
-					c.Version = beUint64(v)
-				}
-				return nil
-			}); err != nil {
-				return err
-			}
-			rec, err := readRecord(txn, pid)
+		for i := range out {
+			c := &out[i]
+			rec, err := readRecord(txn, c.ProfileID)
 			switch {
 			case err == nil:
-				c.Profile = s.view(rec, pid)
+				c.Profile = s.view(rec, c.ProfileID)
 			case errors.Is(err, ErrNotFound):
-				if item, err := txn.Get(redirectKey(pid)); err == nil {
+				if item, err := txn.Get(redirectKey(c.ProfileID)); err == nil {
 					v, err := item.ValueCopy(nil)
 					if err != nil {
 						return err
@@ -373,7 +370,6 @@ func (s *Store) Changes(limit int) ([]Change, error) {
 			default:
 				return err
 			}
-			out = append(out, c)
 		}
 		return nil
 	})
@@ -388,7 +384,7 @@ func (s *Store) ClearChanges(changes []Change) error {
 	if s.closed {
 		return ErrClosed
 	}
-	return s.db.Update(func(txn *badger.Txn) error {
+	err := s.db.Update(func(txn *badger.Txn) error {
 		for _, c := range changes {
 			item, err := txn.Get(dirtyKey(c.ProfileID))
 			if errors.Is(err, badger.ErrKeyNotFound) {
@@ -410,4 +406,15 @@ func (s *Store) ClearChanges(changes []Change) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	s.pendingMu.Lock()
+	for _, c := range changes {
+		if s.pending[c.ProfileID] == c.Version {
+			delete(s.pending, c.ProfileID)
+		}
+	}
+	s.pendingMu.Unlock()
+	return nil
 }

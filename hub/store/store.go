@@ -138,6 +138,11 @@ type Store struct {
 	// removes a newer one. Guarded by mu.
 	changeVersion uint64
 
+	// pending mirrors the persisted change marks (profile id → version)
+	// so that Changes need not scan keys that are mostly deleted marks.
+	pendingMu sync.Mutex
+	pending   map[string]uint64
+
 	profiles, events                                       atomic.Int64
 	duplicates, merges, repartitions, unresolved, tooLarge atomic.Int64
 	repartitionsBy                                         map[string]*atomic.Int64
@@ -186,6 +191,7 @@ func Open(opts Options) (*Store, error) {
 	}
 	s := &Store{
 		changeVersion: uint64(opts.Now().UnixNano()),
+		pending:       make(map[string]uint64),
 		db:            db,
 		opts:          opts,
 		rules:         opts.Identity,
@@ -205,7 +211,27 @@ func Open(opts Options) (*Store, error) {
 		e, err := getCounter(txn, "events")
 		s.profiles.Store(p)
 		s.events.Store(e)
-		return err
+		if err != nil {
+			return err
+		}
+		// Change marks left by the last run.
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte{tDirty}
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(opts.Prefix); it.ValidForPrefix(opts.Prefix); it.Next() {
+			var v uint64
+			if err := it.Item().Value(func(b []byte) error {
+				if len(b) == 8 {
+					v = beUint64(b)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			s.pending[string(it.Item().Key()[1:])] = v
+		}
+		return nil
 	}); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store: %w", err)
@@ -310,6 +336,11 @@ func (s *Store) CommitMany(ctx context.Context, bs []*protocol.Batch) ([]Result,
 	return res, nil
 }
 
+type markedChange struct {
+	pid     string
+	version uint64
+}
+
 // tx is one Badger transaction with decoded nodes and profiles kept until
 // commit.
 type tx struct {
@@ -320,6 +351,7 @@ type tx struct {
 	profiles map[string]*record // nil value: deleted
 	dirtyP   map[string]bool
 	n        int // events added
+	marked   []markedChange
 	bytes    int // estimated bytes written
 	dProf    int64
 	dEvents  int64
@@ -361,6 +393,7 @@ func (t *tx) commit() error {
 	for pid := range t.dirtyP {
 		// Mark the change for the snapshot manager, in the same commit.
 		t.s.changeVersion++
+		t.marked = append(t.marked, markedChange{pid, t.s.changeVersion})
 		if err := t.btx.Set(dirtyKey(pid), beAppend(nil, t.s.changeVersion)); err != nil {
 			return fmt.Errorf("mark profile changed: %w", err)
 		}
@@ -396,6 +429,11 @@ func (t *tx) commit() error {
 	}
 	t.done = true
 	s.cache.install(t)
+	s.pendingMu.Lock()
+	for _, m := range t.marked {
+		s.pending[m.pid] = m.version
+	}
+	s.pendingMu.Unlock()
 	s.profiles.Add(t.dProf)
 	s.events.Add(t.dEvents)
 	s.merges.Add(t.merges)

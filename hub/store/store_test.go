@@ -232,6 +232,10 @@ func TestStoreSurvivesReopen(t *testing.T) {
 	if st := s.Stats(); st.Profiles != 1 || st.Events != 1 {
 		t.Fatalf("stats after reopen: %+v", st)
 	}
+	// Change marks not yet cleared survive the restart.
+	if cs, err := s.Changes(10); err != nil || len(cs) != 1 || cs[0].Profile == nil {
+		t.Fatalf("changes after reopen: %+v %v", cs, err)
+	}
 	if res := commit(t, s, order("o1", 1, 10, "s1", id("email", "a@b.co"))); res.Duplicates != 1 {
 		t.Fatalf("dedupe after reopen: %+v", res)
 	}
