@@ -41,6 +41,11 @@ BENCH_SCALE ?= 1
 bench: build ## end-to-end benchmark: hub + two edge agents + loadgen, one JSON line per scenario (BENCH_SCALE scales it)
 	BENCH_SCALE=$(BENCH_SCALE) $(GO) run ./internal/benchrun -bin $(BIN)
 
+CHAOS_SCALE ?= 1
+.PHONY: chaos
+chaos: build ## fault injection: hub + two edge agents under kills, outages, a full quota and a slow network; exits 1 on a lost or double-counted event (CHAOS_SCALE scales it)
+	CHAOS_SCALE=$(CHAOS_SCALE) $(GO) run ./internal/chaos -bin $(BIN)
+
 bench-micro: ## micro-benchmarks (go test -bench) of every package
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
