@@ -14,6 +14,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 
 	"github.com/unico-cdp/unico/edge/uplink"
+	"github.com/unico-cdp/unico/internal/brokerstop"
 	"github.com/unico-cdp/unico/protocol"
 )
 
@@ -57,7 +58,7 @@ func startBroker(t *testing.T, addr string) (string, func()) {
 		return err == nil
 	})
 	var once sync.Once
-	stop := func() { once.Do(func() { _ = s.Close() }) }
+	stop := func() { once.Do(func() { _ = brokerstop.Close(s, "tcp") }) }
 	t.Cleanup(stop)
 	return bound, stop
 }

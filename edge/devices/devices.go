@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	bridge "github.com/unico-cdp/unico/firmware-bridge"
+	"github.com/unico-cdp/unico/internal/brokerstop"
 	"github.com/unico-cdp/unico/protocol"
 )
 
@@ -250,7 +251,7 @@ func (d *Devices) serveEmbedded(ctx context.Context, ln net.Listener) error {
 	}
 	d.log.Info("device listener ready", "addr", ln.Addr().String())
 	<-ctx.Done()
-	return srv.Close()
+	return brokerstop.Close(srv, "devices")
 }
 
 // frameHook stores frames before the broker acknowledges them.

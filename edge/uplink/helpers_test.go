@@ -17,6 +17,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"go.uber.org/goleak"
 
+	"github.com/unico-cdp/unico/internal/brokerstop"
 	"github.com/unico-cdp/unico/protocol"
 )
 
@@ -108,7 +109,7 @@ func startBrokerAt(t testing.TB, addr string, ledger *auth.Ledger) (string, func
 		return true
 	})
 	var once sync.Once
-	stop := func() { once.Do(func() { _ = s.Close() }) }
+	stop := func() { once.Do(func() { _ = brokerstop.Close(s, "tcp") }) }
 	t.Cleanup(stop)
 	return bound, stop
 }

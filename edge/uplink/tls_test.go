@@ -19,6 +19,7 @@ import (
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/unico-cdp/unico/internal/brokerstop"
 )
 
 // testCA writes a CA certificate to dir and returns a server certificate
@@ -86,7 +87,7 @@ func TestTLS(t *testing.T) {
 	if err := s.Serve(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = s.Close() })
+	t.Cleanup(func() { _ = brokerstop.Close(s, "tls", "tcp") })
 	r := startResponder(t, plainLn.Address(), ackAll)
 
 	tests := []struct {

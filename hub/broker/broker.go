@@ -13,6 +13,8 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"github.com/unico-cdp/unico/internal/brokerstop"
 )
 
 // Config configures the embedded broker.
@@ -74,7 +76,7 @@ func (b *Broker) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	b.log.Info("broker listening", "addr", ln.Addr().String())
 	<-ctx.Done()
-	if err := b.srv.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+	if err := brokerstop.Close(b.srv, "mqtt"); err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("broker close: %w", err)
 	}
 	return nil
