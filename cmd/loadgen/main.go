@@ -14,21 +14,25 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"flag"
-	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
-	"github.com/unico-cdp/unico/simulate"
+	"github.com/unico-cdp/unico/internal/trafficcli"
 )
+
+// program is loadgen's defaults: as fast as possible, for a minute, in
+// large batches.
+var program = trafficcli.Program{
+	Name: "loadgen",
+	Usage: "Drives Unico edge agents with synthetic omnichannel Segment traffic\n" +
+		"(POST /v1/batch), as fast as possible or at --rate, retrying 429/503 after\n" +
+		"Retry-After. Progress on stderr, a JSON summary on stdout.",
+	Rate: 0, Duration: time.Minute, Batch: 100, Concurrency: 16,
+	RequireEnd: true, RunIDPrefix: "l",
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -37,204 +41,6 @@ func main() {
 	os.Exit(code)
 }
 
-// edgeList is a repeatable flag of comma-separated base URLs.
-type edgeList []string
-
-func (l *edgeList) String() string { return strings.Join(*l, ",") }
-
-func (l *edgeList) Set(v string) error {
-	for u := range strings.SplitSeq(v, ",") {
-		u = strings.TrimSpace(u)
-		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
-			return fmt.Errorf("edge %q: want an http:// or https:// base URL", u)
-		}
-		*l = append(*l, strings.TrimSuffix(u, "/"))
-	}
-	return nil
-}
-
-const defaultEdge = "http://127.0.0.1:8080"
-
-type options struct {
-	edges       edgeList
-	writeKey    string
-	rate        float64
-	duration    time.Duration
-	events      int64
-	population  int
-	stores      int
-	seed        int64
-	batch       int
-	concurrency int
-	baskets     string
-	truth       string
-	countryCode string
-	mix         string
-	runID       string
-	progress    time.Duration
-	quiet       bool
-}
-
-func parseFlags(args []string, stderr io.Writer) (*options, error) {
-	o := &options{}
-	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Var(&o.edges, "edge", "edge agent base `URL`; repeat or separate with commas; store i's events go to edge i mod N (default "+defaultEdge+")")
-	fs.StringVar(&o.writeKey, "write-key", "", "write key sent as the HTTP Basic user")
-	fs.Float64Var(&o.rate, "rate", 0, "target events per second; 0 sends as fast as possible")
-	fs.DurationVar(&o.duration, "duration", time.Minute, "stop generating after this long (0 = no limit, then --events must be set)")
-	fs.Int64Var(&o.events, "events", 0, "stop after this many events (0 = no limit); with --duration, whichever comes first")
-	fs.IntVar(&o.population, "population", 10000, "number of synthetic persons")
-	fs.IntVar(&o.stores, "stores", simulate.DefaultStores, "number of stores")
-	fs.Int64Var(&o.seed, "seed", 1, "seed of the population and the event sequence")
-	fs.IntVar(&o.batch, "batch", 100, "messages per /v1/batch request")
-	fs.IntVar(&o.concurrency, "concurrency", 16, "requests in flight")
-	fs.StringVar(&o.baskets, "baskets", "", "optional Online Retail CSV `FILE` to draw real baskets from (default: built-in catalogue)")
-	fs.StringVar(&o.truth, "truth", "", "write the ground truth as JSON Lines to `FILE` at the end")
-	fs.StringVar(&o.countryCode, "country-code", simulate.DefaultCountryCode, "phone country calling code, without +; must match the edges'")
-	fs.StringVar(&o.mix, "mix", "", "scenario weights, e.g. pos=30,kiosk=5,web=25,app=15,call=5,presence=20 (default that mix)")
-	fs.StringVar(&o.runID, "run-id", "", "prefix of message and order ids (default l<seed>-<start time>)")
-	fs.DurationVar(&o.progress, "progress", simulate.DefaultProgress, "interval of progress lines on stderr")
-	fs.BoolVar(&o.quiet, "quiet", false, "no progress lines and only warnings in the log")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: loadgen [flags]\n\nDrives Unico edge agents with synthetic omnichannel Segment traffic\n(POST /v1/batch), as fast as possible or at --rate, retrying 429/503 after\nRetry-After. Progress on stderr, a JSON summary on stdout.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
-	}
-	if len(o.edges) == 0 {
-		o.edges = edgeList{defaultEdge}
-	}
-	switch {
-	case o.rate < 0:
-		return nil, errors.New("--rate must be >= 0")
-	case o.duration < 0 || o.events < 0:
-		return nil, errors.New("--duration and --events must be >= 0")
-	case o.duration == 0 && o.events == 0:
-		return nil, errors.New("set --duration or --events: a load run must end by itself")
-	case o.population <= 0:
-		return nil, errors.New("--population must be > 0")
-	case o.batch <= 0 || o.batch > 10000:
-		return nil, errors.New("--batch must be 1 to 10000")
-	case o.concurrency <= 0:
-		return nil, errors.New("--concurrency must be > 0")
-	case o.progress <= 0:
-		return nil, errors.New("--progress must be > 0")
-	}
-	return o, nil
-}
-
-// summary is the JSON line printed at the end.
-type summary struct {
-	simulate.Summary
-	// CPUSeconds is the user plus system CPU time loadgen used.
-	CPUSeconds float64 `json:"cpu_s"`
-	RunID      string  `json:"run_id"`
-}
-
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	o, err := parseFlags(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintln(stderr, "loadgen:", err)
-		return 2
-	}
-	level := slog.LevelInfo
-	if o.quiet {
-		level = slog.LevelWarn
-	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	fail := func(err error) int {
-		fmt.Fprintln(stderr, "loadgen:", err)
-		return 2
-	}
-
-	mix, err := simulate.ParseMix(o.mix)
-	if err != nil {
-		return fail(fmt.Errorf("--mix: %w", err))
-	}
-	pop, err := simulate.NewPopulation(o.seed, o.population, simulate.PopulationOptions{Stores: o.stores, CountryCode: o.countryCode})
-	if err != nil {
-		return fail(err)
-	}
-	var baskets []simulate.Basket
-	if o.baskets != "" {
-		if baskets, err = simulate.LoadBaskets(o.baskets); err != nil {
-			return fail(err)
-		}
-	}
-	if o.runID == "" {
-		o.runID = "l" + strconv.FormatInt(o.seed, 10) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	}
-	gen, err := simulate.NewGenerator(pop, simulate.GeneratorConfig{Seed: o.seed, Mix: mix, Now: time.Now, RunID: o.runID, Baskets: baskets})
-	if err != nil {
-		return fail(err)
-	}
-	sender, err := simulate.NewSender(simulate.SenderConfig{WriteKey: o.writeKey, MaxConns: o.concurrency}, logger)
-	if err != nil {
-		return fail(err)
-	}
-	var truth *simulate.Truth
-	if o.truth != "" {
-		truth = simulate.NewTruth(pop)
-	}
-	cfg := simulate.RunConfig{
-		Edges: o.edges, Sender: sender, Rate: o.rate, Duration: o.duration, Events: o.events,
-		Batch: o.batch, Concurrency: o.concurrency, Truth: truth, Progress: o.progress,
-	}
-	if !o.quiet {
-		cfg.OnProgress = func(p simulate.Progress) {
-			fmt.Fprintf(stderr, "loadgen: %6.1fs accepted=%d rejected=%d retries=%d %.0f events/s p50=%.2fms p99=%.2fms\n",
-				p.Elapsed.Seconds(), p.Accepted, p.Rejected, p.Retries, p.Rate, float64(p.P50)/1e6, float64(p.P99)/1e6)
-		}
-	}
-	logger.Info("load started", "edges", len(o.edges), "population", o.population, "seed", o.seed, "run_id", o.runID, "rate", o.rate)
-	sum, runErr := simulate.Run(ctx, gen, cfg, logger)
-	code := 0
-	if runErr != nil {
-		logger.Error("load run failed", "err", runErr)
-		code = 1
-	}
-	if truth != nil {
-		if err := writeTruth(o.truth, truth); err != nil {
-			logger.Error("writing ground truth failed", "err", err)
-			code = 1
-		}
-	}
-	out := summary{Summary: sum, CPUSeconds: selfCPUSeconds(), RunID: o.runID}
-	if err := json.NewEncoder(stdout).Encode(out); err != nil {
-		return 1
-	}
-	return code
-}
-
-// selfCPUSeconds returns the user plus system CPU time of this process.
-func selfCPUSeconds() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
-	return float64(int64((tv(ru.Utime)+tv(ru.Stime))*1000)) / 1000
-}
-
-func writeTruth(path string, t *simulate.Truth) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("create truth file: %w", err)
-	}
-	if err := t.WriteTruth(f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close truth file: %w", err)
-	}
-	return nil
+	return trafficcli.Run(ctx, program, args, stdout, stderr)
 }
