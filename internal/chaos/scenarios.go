@@ -27,6 +27,10 @@ const (
 // of 20 orders, 800 orders/s in all.
 var traffic = loadConfig{clients: 4, perBatch: 20, rate: 800}
 
+// edgeKillTraffic keeps more requests in flight for edge_sigkill: 8
+// clients, batches of 100, 2,000 orders/s.
+var edgeKillTraffic = loadConfig{clients: 8, perBatch: 100, rate: 2000}
+
 // errSkipped is returned by a scenario that cannot run here.
 var errSkipped = errors.New("skipped")
 
@@ -156,7 +160,12 @@ func (sc *scenario) run(ctx context.Context) error {
 	sc.topo = topo
 	gen := generator{prefix: sc.name, customers: customers}
 	edges := []string{topo.edgeURL(0, ""), topo.edgeURL(1, "")}
-	ld := startLoad(ctx, gen, edges, traffic, sc.ledger)
+	cfg := traffic
+	if sc.name == "edge_sigkill" {
+		// More and larger requests, so that kills land inside requests too.
+		cfg = edgeKillTraffic
+	}
+	ld := startLoad(ctx, gen, edges, cfg, sc.ledger)
 	faultErr := fault(ctx)
 	// Every process runs again before the clients finish and the drain.
 	for _, p := range topo.procs() {
