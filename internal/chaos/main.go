@@ -140,6 +140,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	enc := json.NewEncoder(stdout)
 	enc.SetEscapeHTML(false)
 	code := 0
+	passed, failed, skipped := 0, 0, 0
 	for _, name := range cfg.scenarios {
 		if ctx.Err() != nil {
 			code = 1
@@ -147,7 +148,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		logger.Info("scenario started", "scenario", name, "scale", cfg.scale)
 		rep := s.run(ctx, name)
-		if !rep.OK {
+		switch {
+		case rep.Skipped != "":
+			skipped++
+		case rep.OK:
+			passed++
+		default:
+			failed++
 			code = 1
 		}
 		if err := enc.Encode(rep); err != nil {
@@ -155,6 +162,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		fmt.Fprintln(stderr, readable(rep))
 	}
+	// The closing line, in the form test runners use.
+	fmt.Fprintf(stderr, "chaos: %d passed, %d failed, %d skipped\n", passed, failed, skipped)
 	return code
 }
 
