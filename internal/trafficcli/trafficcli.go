@@ -147,8 +147,8 @@ type Summary struct {
 }
 
 // Run parses args, sends the traffic and prints the summary. It returns the
-// exit status: 0, 1 if an edge answered 400 or the run failed, 2 for bad
-// flags.
+// exit status: 0, 1 if an edge answered 400, no event at all was accepted or
+// the run failed, 2 for bad flags.
 func Run(ctx context.Context, p Program, args []string, stdout, stderr io.Writer) int {
 	o, err := ParseFlags(p, args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -211,8 +211,12 @@ func Run(ctx context.Context, p Program, args []string, stdout, stderr io.Writer
 	logger.Info("load started", "edges", len(o.edges), "population", o.population, "seed", o.seed, "run_id", o.runID, "rate", o.rate)
 	sum, runErr := simulate.Run(ctx, gen, cfg, logger)
 	code := 0
-	if runErr != nil {
-		logger.Error("load run failed", "err", runErr)
+	switch {
+	case runErr != nil:
+		logger.Error("run failed", "err", runErr)
+		code = 1
+	case sum.Sent > 0 && sum.Accepted == 0:
+		logger.Error("no event was accepted: are the edges reachable and the write key right?", "sent", sum.Sent, "rejected", sum.Rejected)
 		code = 1
 	}
 	if truth != nil {
