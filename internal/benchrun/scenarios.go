@@ -29,7 +29,7 @@ type cpuSnapshot map[string]float64
 func (t *topology) cpu() cpuSnapshot {
 	s := cpuSnapshot{}
 	for _, p := range t.procs() {
-		s[p.name] = p.cpuSeconds()
+		s[p.Name] = p.CPUSeconds()
 	}
 	return s
 }
@@ -61,7 +61,7 @@ func cpuFigures(res map[string]any, t *topology, before cpuSnapshot, lg *loadRes
 func rssFigures(t *topology) map[string]float64 {
 	out := map[string]float64{}
 	for _, p := range t.procs() {
-		out[p.name] = round3(p.peakRSSMiB())
+		out[p.Name] = round3(p.PeakRSSMiB())
 	}
 	return out
 }
@@ -99,12 +99,12 @@ func (b *bench) edgeIngest(ctx context.Context, t *topology, rep *report) error 
 	cpuFigures(res, t, before, &lg, lg.Accepted)
 	edgeCPU := 0.0
 	for _, e := range t.edges {
-		edgeCPU += e.cpuSeconds() - before[e.name]
+		edgeCPU += e.CPUSeconds() - before[e.Name]
 	}
 	res["edge_cpu_us_per_event"] = round3(edgeCPU / float64(max(lg.Accepted, 1)) * 1e6)
 	rss := 0.0
 	for _, e := range t.edges {
-		rss = max(rss, e.peakRSSMiB())
+		rss = max(rss, e.PeakRSSMiB())
 	}
 	res["edge_peak_rss_mib"] = round3(rss)
 	// Nothing accepted may be lost: the hub must end with all of it.
@@ -166,7 +166,7 @@ func (b *bench) drain(ctx context.Context, t *topology, rep *report) error {
 	n := b.scaledCount(drainEvents, 1000)
 	rep.Params["events"] = n
 	rep.Params["batch"], rep.Params["concurrency"], rep.Params["population"] = batchSize, concurrency, population
-	if err := t.hub.stop(syscall.SIGTERM, stopTimeout); err != nil {
+	if err := t.hub.Stop(syscall.SIGTERM, stopTimeout); err != nil {
 		return err
 	}
 	lg, err := t.runLoadgen(ctx, b.cfg.binDir, 2*time.Minute+time.Duration(n/500)*time.Second, "loadgen-drain",

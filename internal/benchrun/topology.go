@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/unico-cdp/unico/internal/edgebench"
+	"github.com/unico-cdp/unico/internal/procs"
 )
 
 const (
@@ -37,10 +38,10 @@ const (
 // separate process with its own data directory under dir.
 type topology struct {
 	dir      string
-	hub      *proc
+	hub      *procs.Proc
 	hubHTTP  int
 	hubMQTT  int
-	edges    []*proc
+	edges    []*procs.Proc
 	edgeHTTP []int
 	client   *http.Client
 	logger   *slog.Logger
@@ -49,13 +50,13 @@ type topology struct {
 func startTopology(ctx context.Context, binDir, dir string, logger *slog.Logger) (*topology, error) {
 	t := &topology{dir: dir, client: &http.Client{Timeout: 30 * time.Second}, logger: logger}
 	var err error
-	if t.hubHTTP, err = freePort(); err != nil {
+	if t.hubHTTP, err = procs.FreePort(); err != nil {
 		return nil, err
 	}
-	if t.hubMQTT, err = freePort(); err != nil {
+	if t.hubMQTT, err = procs.FreePort(); err != nil {
 		return nil, err
 	}
-	t.hub = &proc{name: "hub", bin: filepath.Join(binDir, "hub"), logPath: logPath(dir, "hub"), logger: logger, args: []string{
+	t.hub = &procs.Proc{Name: "hub", Bin: filepath.Join(binDir, "hub"), LogPath: procs.LogPath(dir, "hub"), Logger: logger, Args: []string{
 		"--data-dir", filepath.Join(dir, "hub"), "--admin-token", adminToken,
 		"--http-addr", fmt.Sprintf("127.0.0.1:%d", t.hubHTTP), "--mqtt-addr", fmt.Sprintf("127.0.0.1:%d", t.hubMQTT),
 		"--log-level", "warn",
@@ -65,30 +66,30 @@ func startTopology(ctx context.Context, binDir, dir string, logger *slog.Logger)
 		return nil, err
 	}
 	for i, id := range []string{"store-a", "store-b"} {
-		port, err := freePort()
+		port, err := procs.FreePort()
 		if err != nil {
 			t.close()
 			return nil, err
 		}
-		e := &proc{name: "edge-" + id, bin: filepath.Join(binDir, "edge-agent"), logPath: logPath(dir, "edge-"+id), logger: logger, args: []string{
+		e := &procs.Proc{Name: "edge-" + id, Bin: filepath.Join(binDir, "edge-agent"), LogPath: procs.LogPath(dir, "edge-"+id), Logger: logger, Args: []string{
 			"--data-dir", filepath.Join(dir, id), "--edge-id", id, "--write-key", writeKey,
 			"--http-addr", fmt.Sprintf("127.0.0.1:%d", port), "--hub-url", fmt.Sprintf("mqtt://127.0.0.1:%d", t.hubMQTT),
 			"--default-channel", "pos", "--default-country-code", countryCode, "--log-level", "warn",
 		}}
 		t.edges = append(t.edges, e)
 		t.edgeHTTP = append(t.edgeHTTP, port)
-		if err := e.start(); err != nil {
+		if err := e.Start(); err != nil {
 			t.close()
 			return nil, err
 		}
-		if err := waitUntil(ctx, startTimeout, pollEvery, e.name+" /healthz", func(ctx context.Context) bool {
-			return healthy(ctx, t.client, t.edgeURL(i, "/healthz"))
+		if err := procs.WaitUntil(ctx, startTimeout, pollEvery, e.Name+" /healthz", func(ctx context.Context) bool {
+			return procs.Healthy(ctx, t.client, t.edgeURL(i, "/healthz"))
 		}); err != nil {
 			t.close()
-			return nil, fmt.Errorf("%w\n%s", err, e.logTail(20))
+			return nil, fmt.Errorf("%w\n%s", err, e.LogTail(20))
 		}
 	}
-	err = waitUntil(ctx, startTimeout, pollEvery, "edges connected to the hub", func(ctx context.Context) bool {
+	err = procs.WaitUntil(ctx, startTimeout, pollEvery, "edges connected to the hub", func(ctx context.Context) bool {
 		for i := range t.edges {
 			if s, err := t.edgeStatus(ctx, i); err != nil || !s.HubConnected {
 				return false
@@ -104,34 +105,34 @@ func startTopology(ctx context.Context, binDir, dir string, logger *slog.Logger)
 }
 
 func (t *topology) startHub(ctx context.Context) error {
-	if err := t.hub.start(); err != nil {
+	if err := t.hub.Start(); err != nil {
 		return err
 	}
-	if err := waitUntil(ctx, startTimeout, pollEvery, "hub /healthz", func(ctx context.Context) bool {
-		return healthy(ctx, t.client, t.hubURL("/healthz"))
+	if err := procs.WaitUntil(ctx, startTimeout, pollEvery, "hub /healthz", func(ctx context.Context) bool {
+		return procs.Healthy(ctx, t.client, t.hubURL("/healthz"))
 	}); err != nil {
-		return fmt.Errorf("%w\n%s", err, t.hub.logTail(20))
+		return fmt.Errorf("%w\n%s", err, t.hub.LogTail(20))
 	}
 	return nil
 }
 
 // close kills every process that still runs.
 func (t *topology) close() {
-	for _, p := range append([]*proc{t.hub}, t.edges...) {
+	for _, p := range append([]*procs.Proc{t.hub}, t.edges...) {
 		if p != nil {
-			_ = p.stop(syscall.SIGKILL, stopTimeout)
+			_ = p.Stop(syscall.SIGKILL, stopTimeout)
 		}
 	}
 }
 
 // procs returns the hub and the edges.
-func (t *topology) procs() []*proc { return append([]*proc{t.hub}, t.edges...) }
+func (t *topology) procs() []*procs.Proc { return append([]*procs.Proc{t.hub}, t.edges...) }
 
 // logTails returns the end of every process's log, for a failure report.
 func (t *topology) logTails() string {
 	var b strings.Builder
 	for _, p := range t.procs() {
-		fmt.Fprintf(&b, "--- %s (%s) ---\n%s\n", p.name, p.logPath, p.logTail(15))
+		fmt.Fprintf(&b, "--- %s (%s) ---\n%s\n", p.Name, p.LogPath, p.LogTail(15))
 	}
 	return b.String()
 }
@@ -226,10 +227,10 @@ func (t *topology) waitDelivered(ctx context.Context, want int64, timeout time.D
 	depth := int64(-1)
 	lastMove, lastLog := time.Now(), time.Now()
 	var failure error
-	err := waitUntil(ctx, timeout, pollEvery, "every accepted event at the hub", func(ctx context.Context) bool {
+	err := procs.WaitUntil(ctx, timeout, pollEvery, "every accepted event at the hub", func(ctx context.Context) bool {
 		for _, p := range t.procs() {
-			if !p.running() {
-				failure = fmt.Errorf("%s exited", p.name)
+			if !p.Running() {
+				failure = fmt.Errorf("%s exited", p.Name)
 				return true
 			}
 		}
@@ -428,7 +429,7 @@ func (t *topology) runLoadgen(ctx context.Context, binDir string, timeout time.D
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "loadgen"), args...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 15 * time.Second
-	logf, err := os.Create(logPath(t.dir, name))
+	logf, err := os.Create(procs.LogPath(t.dir, name))
 	if err != nil {
 		return loadResult{}, fmt.Errorf("loadgen log: %w", err)
 	}
@@ -439,7 +440,7 @@ func (t *topology) runLoadgen(ctx context.Context, binDir string, timeout time.D
 	runErr := cmd.Run()
 	var res loadResult
 	if err := json.Unmarshal(bytes.TrimSpace(stdout.Bytes()), &res); err != nil {
-		tail, _ := os.ReadFile(logPath(t.dir, name))
+		tail, _ := os.ReadFile(procs.LogPath(t.dir, name))
 		return res, fmt.Errorf("loadgen summary %q: %w (run: %v)\n%s", stdout.String(), err, runErr, tail)
 	}
 	if ps := cmd.ProcessState; ps != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/unico-cdp/unico/internal/procs"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -169,8 +170,8 @@ func (sc *scenario) run(ctx context.Context) error {
 	faultErr := fault(ctx)
 	// Every process runs again before the clients finish and the drain.
 	for _, p := range topo.procs() {
-		if !p.running() && faultErr == nil {
-			faultErr = fmt.Errorf("%s is not running after the faults", p.name)
+		if !p.Running() && faultErr == nil {
+			faultErr = fmt.Errorf("%s is not running after the faults", p.Name)
 		}
 	}
 	loadErr := ld.stop(faultErr != nil)
@@ -209,7 +210,7 @@ func (sc *scenario) edgeSigkill(ctx context.Context) error {
 			return err
 		}
 		e := i % len(sc.topo.edges)
-		_ = sc.topo.edges[e].stop(syscall.SIGKILL, stopTimeout)
+		_ = sc.topo.edges[e].Stop(syscall.SIGKILL, stopTimeout)
 		sc.faults++
 		if err := sc.topo.startEdge(ctx, e); err != nil {
 			return err
@@ -220,13 +221,13 @@ func (sc *scenario) edgeSigkill(ctx context.Context) error {
 
 // restartLoop runs rounds of: traffic for a third of the load time, kill,
 // down for a while, start.
-func (sc *scenario) restartLoop(ctx context.Context, p *proc, startAgain func(context.Context) error) error {
+func (sc *scenario) restartLoop(ctx context.Context, p *procs.Proc, startAgain func(context.Context) error) error {
 	third := sc.suite.scaled(10*time.Second, 2*time.Second)
 	for range 2 {
 		if err := pause(ctx, third); err != nil {
 			return err
 		}
-		_ = p.stop(syscall.SIGKILL, stopTimeout)
+		_ = p.Stop(syscall.SIGKILL, stopTimeout)
 		sc.faults++
 		if err := pause(ctx, sc.suite.scaled(5*time.Second, time.Second)); err != nil {
 			return err
@@ -252,7 +253,7 @@ func (sc *scenario) brokerRestart(ctx context.Context) error {
 // traffic goes on, checks that the edges queued meanwhile, and starts it.
 // during, if not nil, runs once the hub is down and before d counts.
 func (sc *scenario) hubOutage(ctx context.Context, d time.Duration, during func(context.Context) error) error {
-	if err := sc.topo.hub.stop(syscall.SIGTERM, stopTimeout); err != nil {
+	if err := sc.topo.hub.Stop(syscall.SIGTERM, stopTimeout); err != nil {
 		return err
 	}
 	sc.faults++
@@ -294,7 +295,7 @@ func (sc *scenario) quota(ctx context.Context) error {
 		return err
 	}
 	full := func(ctx context.Context) error {
-		return waitUntil(ctx, time.Minute, pollEvery, "clients refused with 429", func(context.Context) bool {
+		return procs.WaitUntil(ctx, time.Minute, pollEvery, "clients refused with 429", func(context.Context) bool {
 			return sc.ledger.status429.Load() >= 10
 		})
 	}
@@ -302,7 +303,7 @@ func (sc *scenario) quota(ctx context.Context) error {
 		return err
 	}
 	acked := sc.ledger.ackedCount()
-	if err := waitUntil(ctx, time.Minute, pollEvery, "clients accepted again", func(context.Context) bool {
+	if err := procs.WaitUntil(ctx, time.Minute, pollEvery, "clients accepted again", func(context.Context) bool {
 		return sc.ledger.ackedCount() > acked+10*traffic.perBatch
 	}); err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/unico-cdp/unico/internal/edgebench"
+	"github.com/unico-cdp/unico/internal/procs"
 )
 
 const (
@@ -40,11 +41,11 @@ type topoOptions struct {
 // a separate process with its own data directory under dir.
 type topology struct {
 	dir        string
-	hub        *proc
-	broker     *proc // mosquitto, nil with the embedded broker
+	hub        *procs.Proc
+	broker     *procs.Proc // mosquitto, nil with the embedded broker
 	brokerAddr string
 	hubHTTP    int
-	edges      []*proc
+	edges      []*procs.Proc
 	edgeHTTP   []int
 	client     *http.Client
 }
@@ -52,10 +53,10 @@ type topology struct {
 func startTopology(ctx context.Context, binDir, dir string, o topoOptions) (*topology, error) {
 	t := &topology{dir: dir, client: &http.Client{Timeout: 10 * time.Second}}
 	var err error
-	if t.hubHTTP, err = freePort(); err != nil {
+	if t.hubHTTP, err = procs.FreePort(); err != nil {
 		return nil, err
 	}
-	brokerPort, err := freePort()
+	brokerPort, err := procs.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +69,7 @@ func startTopology(ctx context.Context, binDir, dir string, o topoOptions) (*top
 		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 			return nil, fmt.Errorf("mosquitto config: %w", err)
 		}
-		t.broker = &proc{name: "mosquitto", bin: o.mosquitto, args: []string{"-c", conf}, logPath: filepath.Join(dir, "mosquitto.log")}
+		t.broker = &procs.Proc{Name: "mosquitto", Bin: o.mosquitto, Args: []string{"-c", conf}, LogPath: filepath.Join(dir, "mosquitto.log")}
 		if err := t.startBroker(ctx); err != nil {
 			t.close()
 			return nil, err
@@ -77,7 +78,7 @@ func startTopology(ctx context.Context, binDir, dir string, o topoOptions) (*top
 	} else {
 		hubArgs = append(hubArgs, "--mqtt-addr", t.brokerAddr)
 	}
-	t.hub = &proc{name: "hub", bin: filepath.Join(binDir, "hub"), args: hubArgs, logPath: filepath.Join(dir, "hub.log")}
+	t.hub = &procs.Proc{Name: "hub", Bin: filepath.Join(binDir, "hub"), Args: hubArgs, LogPath: filepath.Join(dir, "hub.log")}
 	if err := t.startHub(ctx); err != nil {
 		t.close()
 		return nil, err
@@ -90,7 +91,7 @@ func startTopology(ctx context.Context, binDir, dir string, o topoOptions) (*top
 		}
 	}
 	for i, id := range []string{"store-a", "store-b"} {
-		port, err := freePort()
+		port, err := procs.FreePort()
 		if err != nil {
 			t.close()
 			return nil, err
@@ -104,15 +105,15 @@ func startTopology(ctx context.Context, binDir, dir string, o topoOptions) (*top
 		if o.quotaBytes != "" {
 			args = append(args, "--quota-bytes", o.quotaBytes, "--retry-after", "1s")
 		}
-		t.edges = append(t.edges, &proc{name: "edge-" + id, bin: filepath.Join(binDir, "edge-agent"), args: args,
-			logPath: filepath.Join(dir, "edge-"+id+".log")})
+		t.edges = append(t.edges, &procs.Proc{Name: "edge-" + id, Bin: filepath.Join(binDir, "edge-agent"), Args: args,
+			LogPath: filepath.Join(dir, "edge-"+id+".log")})
 		t.edgeHTTP = append(t.edgeHTTP, port)
 		if err := t.startEdge(ctx, i); err != nil {
 			t.close()
 			return nil, err
 		}
 	}
-	err = waitUntil(ctx, startTimeout, pollEvery, "edges connected to the hub's broker", func(ctx context.Context) bool {
+	err = procs.WaitUntil(ctx, startTimeout, pollEvery, "edges connected to the hub's broker", func(ctx context.Context) bool {
 		for i := range t.edges {
 			if s, err := t.edgeStatus(ctx, i); err != nil || !s.HubConnected {
 				return false
@@ -128,45 +129,45 @@ func startTopology(ctx context.Context, binDir, dir string, o topoOptions) (*top
 }
 
 func (t *topology) startHub(ctx context.Context) error {
-	if err := t.hub.start(); err != nil {
+	if err := t.hub.Start(); err != nil {
 		return err
 	}
-	if err := waitUntil(ctx, startTimeout, pollEvery, "hub /healthz", func(ctx context.Context) bool {
-		return healthy(ctx, t.client, t.hubURL("/healthz"))
+	if err := procs.WaitUntil(ctx, startTimeout, pollEvery, "hub /healthz", func(ctx context.Context) bool {
+		return procs.Healthy(ctx, t.client, t.hubURL("/healthz"))
 	}); err != nil {
-		return fmt.Errorf("%w\n%s", err, t.hub.logTail(20))
+		return fmt.Errorf("%w\n%s", err, t.hub.LogTail(20))
 	}
 	return nil
 }
 
 func (t *topology) startEdge(ctx context.Context, i int) error {
 	e := t.edges[i]
-	if err := e.start(); err != nil {
+	if err := e.Start(); err != nil {
 		return err
 	}
-	if err := waitUntil(ctx, startTimeout, pollEvery, e.name+" /healthz", func(ctx context.Context) bool {
-		return healthy(ctx, t.client, t.edgeURL(i, "/healthz"))
+	if err := procs.WaitUntil(ctx, startTimeout, pollEvery, e.Name+" /healthz", func(ctx context.Context) bool {
+		return procs.Healthy(ctx, t.client, t.edgeURL(i, "/healthz"))
 	}); err != nil {
-		return fmt.Errorf("%w\n%s", err, e.logTail(20))
+		return fmt.Errorf("%w\n%s", err, e.LogTail(20))
 	}
 	return nil
 }
 
 func (t *topology) startBroker(ctx context.Context) error {
-	if err := t.broker.start(); err != nil {
+	if err := t.broker.Start(); err != nil {
 		return err
 	}
-	if err := waitUntil(ctx, startTimeout, pollEvery, "mosquitto listening", func(context.Context) bool {
-		return t.broker.running() && listening(t.brokerAddr)
+	if err := procs.WaitUntil(ctx, startTimeout, pollEvery, "mosquitto listening", func(context.Context) bool {
+		return t.broker.Running() && procs.Listening(t.brokerAddr)
 	}); err != nil {
-		return fmt.Errorf("%w\n%s", err, t.broker.logTail(20))
+		return fmt.Errorf("%w\n%s", err, t.broker.LogTail(20))
 	}
 	return nil
 }
 
 // procs returns every process of the topology.
-func (t *topology) procs() []*proc {
-	var ps []*proc
+func (t *topology) procs() []*procs.Proc {
+	var ps []*procs.Proc
 	if t.broker != nil {
 		ps = append(ps, t.broker)
 	}
@@ -179,7 +180,7 @@ func (t *topology) procs() []*proc {
 // close kills every process that still runs.
 func (t *topology) close() {
 	for _, p := range t.procs() {
-		_ = p.stop(syscall.SIGKILL, stopTimeout)
+		_ = p.Stop(syscall.SIGKILL, stopTimeout)
 	}
 }
 
@@ -187,7 +188,7 @@ func (t *topology) close() {
 func (t *topology) logTails() string {
 	var b strings.Builder
 	for _, p := range t.procs() {
-		fmt.Fprintf(&b, "--- %s (%s) ---\n%s\n", p.name, p.logPath, p.logTail(10))
+		fmt.Fprintf(&b, "--- %s (%s) ---\n%s\n", p.Name, p.LogPath, p.LogTail(10))
 	}
 	return b.String()
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/unico-cdp/unico/internal/procs"
 	"log/slog"
 	"time"
 )
@@ -39,10 +40,10 @@ func drain(ctx context.Context, t *topology, timeout time.Duration, logger *slog
 	var last, depth int64 = -1, -1
 	lastMove, lastLog := time.Now(), time.Now()
 	var failure error
-	err := waitUntil(ctx, timeout, 200*time.Millisecond, "edges drained and the hub settled", func(ctx context.Context) bool {
+	err := procs.WaitUntil(ctx, timeout, 200*time.Millisecond, "edges drained and the hub settled", func(ctx context.Context) bool {
 		for _, p := range t.procs() {
-			if !p.running() {
-				failure = fmt.Errorf("%s exited", p.name)
+			if !p.Running() {
+				failure = fmt.Errorf("%s exited", p.Name)
 				return true
 			}
 		}

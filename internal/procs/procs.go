@@ -1,4 +1,10 @@
-package main
+// Package procs starts, watches and stops the real Unico binaries (and
+// Mosquitto) as child processes for the end-to-end benchmark
+// (internal/benchrun) and the fault-injection suite (internal/chaos): a
+// process that can be killed and started again with the same arguments,
+// with its log, CPU time and peak memory, plus free ports and polling with
+// deadlines.
+package procs
 
 import (
 	"context"
@@ -22,15 +28,16 @@ import (
 // /proc/<pid>/stat on every Linux architecture Unico runs on.
 const clockTicks = 100
 
-// proc is one child process (hub or edge agent) that can be stopped and
+// Proc is one child process (hub or edge agent) that can be stopped and
 // started again with the same arguments. It keeps the CPU time and peak
 // resident memory of the runs that ended.
-type proc struct {
-	name    string
-	bin     string
-	args    []string
-	logPath string
-	logger  *slog.Logger
+type Proc struct {
+	Name    string
+	Bin     string
+	Args    []string
+	LogPath string
+	// Logger receives debug lines; nil discards them.
+	Logger *slog.Logger
 
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -40,30 +47,32 @@ type proc struct {
 	rssEnded float64 // peak RSS (MiB) of runs that ended
 }
 
-func (p *proc) start() error {
-	f, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+func (p *Proc) Start() error {
+	f, err := os.OpenFile(p.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return fmt.Errorf("start %s: %w", p.name, err)
+		return fmt.Errorf("start %s: %w", p.Name, err)
 	}
-	cmd := exec.Command(p.bin, p.args...)
+	cmd := exec.Command(p.Bin, p.Args...)
 	// No Pdeathsig: it fires when the creating OS thread ends, which the Go
 	// runtime may do long before this program ends (go.dev/issue/27505).
 	// Every scenario kills its processes on the way out instead.
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		f.Close()
-		return fmt.Errorf("start %s: %w", p.name, err)
+		return fmt.Errorf("start %s: %w", p.Name, err)
 	}
 	p.cmd, p.log, p.done = cmd, f, make(chan struct{})
 	go func(done chan struct{}) {
 		_ = cmd.Wait()
 		close(done)
 	}(p.done)
-	p.logger.Debug("process started", "name", p.name, "pid", cmd.Process.Pid)
+	if p.Logger != nil {
+		p.Logger.Debug("process started", "name", p.Name, "pid", cmd.Process.Pid)
+	}
 	return nil
 }
 
-func (p *proc) running() bool {
+func (p *Proc) Running() bool {
 	if p.cmd == nil {
 		return false
 	}
@@ -75,20 +84,20 @@ func (p *proc) running() bool {
 	}
 }
 
-// stop sends sig and waits up to timeout for the exit, then kills.
-func (p *proc) stop(sig syscall.Signal, timeout time.Duration) error {
+// Stop sends sig and waits up to timeout for the exit, then kills.
+func (p *Proc) Stop(sig syscall.Signal, timeout time.Duration) error {
 	if p.cmd == nil {
 		return nil
 	}
 	var err error
-	if p.running() {
+	if p.Running() {
 		_ = p.cmd.Process.Signal(sig)
 		select {
 		case <-p.done:
 		case <-time.After(timeout):
 			_ = p.cmd.Process.Kill()
 			<-p.done
-			err = fmt.Errorf("%s did not exit within %v of %v", p.name, timeout, sig)
+			err = fmt.Errorf("%s did not exit within %v of %v", p.Name, timeout, sig)
 		}
 	}
 	if ps := p.cmd.ProcessState; ps != nil {
@@ -102,19 +111,19 @@ func (p *proc) stop(sig syscall.Signal, timeout time.Duration) error {
 	return err
 }
 
-// cpuSeconds is the CPU time of every run so far, the live one included.
-func (p *proc) cpuSeconds() float64 {
+// CPUSeconds is the CPU time of every run so far, the live one included.
+func (p *Proc) CPUSeconds() float64 {
 	c := p.cpuEnded
-	if p.running() {
+	if p.Running() {
 		c += liveCPUSeconds(p.cmd.Process.Pid)
 	}
 	return c
 }
 
-// peakRSSMiB is the highest peak RSS of every run so far.
-func (p *proc) peakRSSMiB() float64 {
+// PeakRSSMiB is the highest peak RSS of every run so far.
+func (p *Proc) PeakRSSMiB() float64 {
 	r := p.rssEnded
-	if p.running() {
+	if p.Running() {
 		if live, err := edgebench.PeakRSSMiB(p.cmd.Process.Pid); err == nil {
 			r = max(r, live)
 		}
@@ -122,9 +131,9 @@ func (p *proc) peakRSSMiB() float64 {
 	return r
 }
 
-// logTail returns the last n lines of the process's log.
-func (p *proc) logTail(n int) string {
-	b, err := os.ReadFile(p.logPath)
+// LogTail returns the last n lines of the process's log.
+func (p *Proc) LogTail(n int) string {
+	b, err := os.ReadFile(p.LogPath)
 	if err != nil {
 		return ""
 	}
@@ -152,7 +161,7 @@ func liveCPUSeconds(pid int) float64 {
 	return (ut + st) / clockTicks
 }
 
-func freePort() (int, error) {
+func FreePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("free port: %w", err)
@@ -161,12 +170,12 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-// errTimeout is wrapped by waitUntil when the deadline passes first.
-var errTimeout = errors.New("timed out")
+// ErrTimeout is wrapped by WaitUntil when the deadline passes first.
+var ErrTimeout = errors.New("timed out")
 
-// waitUntil polls cond every interval until it holds, ctx ends or timeout
+// WaitUntil polls cond every interval until it holds, ctx ends or timeout
 // passes.
-func waitUntil(ctx context.Context, timeout, interval time.Duration, what string, cond func(context.Context) bool) error {
+func WaitUntil(ctx context.Context, timeout, interval time.Duration, what string, cond func(context.Context) bool) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	t := time.NewTicker(interval)
@@ -178,7 +187,7 @@ func waitUntil(ctx context.Context, timeout, interval time.Duration, what string
 		select {
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return fmt.Errorf("waiting for %s: %w after %v", what, errTimeout, timeout)
+				return fmt.Errorf("waiting for %s: %w after %v", what, ErrTimeout, timeout)
 			}
 			return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
 		case <-t.C:
@@ -186,8 +195,8 @@ func waitUntil(ctx context.Context, timeout, interval time.Duration, what string
 	}
 }
 
-// healthy reports whether GET url answers 200.
-func healthy(ctx context.Context, client *http.Client, url string) bool {
+// Healthy reports whether GET url answers 200.
+func Healthy(ctx context.Context, client *http.Client, url string) bool {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return false
@@ -200,4 +209,22 @@ func healthy(ctx context.Context, client *http.Client, url string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-func logPath(dir, name string) string { return filepath.Join(dir, name+".log") }
+func LogPath(dir, name string) string { return filepath.Join(dir, name+".log") }
+
+// Pid is the running process's id, or 0.
+func (p *Proc) Pid() int {
+	if !p.Running() {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// Listening reports whether something accepts TCP connections on addr.
+func Listening(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
