@@ -102,7 +102,7 @@ func run(args []string) int {
 	cfg.Version = version
 	cfg.Uplink.Password = hubPassword
 	cfg.Cache.HashSalt = hashSalt.Reveal()
-	cfg.Cache.HashTypes = splitList(hashTypes)
+	cfg.Cache.HashTypes = conf.SplitList(hashTypes)
 	if cfg.Cache.HashTypes == nil {
 		cfg.Cache.HashTypes = []string{}
 	}
@@ -119,7 +119,7 @@ func run(args []string) int {
 	cfg.Queue.QuotaBytes = int64(quota)
 	cfg.Ingest.Map.MaxMessageBytes = int(maxMsg)
 	cfg.Ingest.Map.MaxBatchBytes = int(maxBatch)
-	cfg.Ingest.WriteKeys = splitList(writeKeys)
+	cfg.Ingest.WriteKeys = conf.SplitList(writeKeys)
 	if cfg.Queue.Overflow, err = parseOverflow(overflow); err != nil {
 		fmt.Fprintln(os.Stderr, "edge-agent:", err)
 		return 2
@@ -165,19 +165,9 @@ func run(args []string) int {
 	return 0
 }
 
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
 func parseOverflow(s string) (map[string]queue.OverflowPolicy, error) {
 	out := map[string]queue.OverflowPolicy{}
-	for _, p := range splitList(s) {
+	for _, p := range conf.SplitList(s) {
 		ch, pol, ok := strings.Cut(p, "=")
 		if !ok || !protocol.KnownChannel(ch) {
 			return nil, fmt.Errorf("overflow %q: want channel=policy with a known channel", p)
@@ -194,7 +184,7 @@ func parseOverflow(s string) (map[string]queue.OverflowPolicy, error) {
 
 func parseRules(s string) ([]protocol.IdentifierRule, error) {
 	var out []protocol.IdentifierRule
-	for _, p := range splitList(s) {
+	for _, p := range conf.SplitList(s) {
 		path, typ, ok := strings.Cut(p, "=")
 		if !ok {
 			return nil, fmt.Errorf("identifier-rules %q: want path=type", p)
@@ -231,7 +221,7 @@ func readCredentials(name string) (map[string]string, error) {
 // parseZones parses "1=entrance,3=shoes".
 func parseZones(s string) (map[uint8]string, error) {
 	var out map[uint8]string
-	for _, p := range splitList(s) {
+	for _, p := range conf.SplitList(s) {
 		n, name, ok := strings.Cut(p, "=")
 		z, err := strconv.ParseUint(n, 10, 8)
 		if !ok || err != nil || name == "" {

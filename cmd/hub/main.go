@@ -91,12 +91,12 @@ func run(args []string) int {
 	}
 	cfg.Snapshot.Scope = scope
 	cfg.Snapshot.HashSalt = hashSalt.Reveal()
-	cfg.Snapshot.Traits = splitList(traits)
-	cfg.Snapshot.HashTypes = splitList(hashTypes)
+	cfg.Snapshot.Traits = conf.SplitList(traits)
+	cfg.Snapshot.HashTypes = conf.SplitList(hashTypes)
 	if cfg.Snapshot.HashTypes == nil {
 		cfg.Snapshot.HashTypes = []string{}
 	}
-	for _, p := range splitList(regions) {
+	for _, p := range conf.SplitList(regions) {
 		e, r, ok := strings.Cut(p, "=")
 		if !ok || e == "" || r == "" {
 			fmt.Fprintf(os.Stderr, "hub: snapshot-regions %q: want edge=region\n", p)
@@ -132,16 +132,6 @@ func run(args []string) int {
 		return 1
 	}
 	return 0
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 func loadRules(name string) (*identity.Rules, error) {

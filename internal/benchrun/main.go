@@ -25,6 +25,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/unico-cdp/unico/internal/procs"
 	"io"
 	"log/slog"
 	"maps"
@@ -142,16 +143,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	dir, err := os.MkdirTemp(cfg.workDir, "unico-bench-")
+	dir, cleanup, err := procs.WorkDir(cfg.workDir, "unico-bench-", cfg.keep, logger)
 	if err != nil {
 		fmt.Fprintln(stderr, "benchrun:", err)
 		return 1
 	}
-	if cfg.keep {
-		logger.Info("data kept", "dir", dir)
-	} else {
-		defer os.RemoveAll(dir)
-	}
+	defer cleanup()
 	b := &bench{cfg: cfg, logger: logger, dir: dir}
 	commit := gitCommit()
 	enc := json.NewEncoder(stdout)

@@ -78,15 +78,11 @@ func startTopology(ctx context.Context, binDir, dir string, logger *slog.Logger)
 		}}
 		t.edges = append(t.edges, e)
 		t.edgeHTTP = append(t.edgeHTTP, port)
-		if err := e.Start(); err != nil {
-			t.close()
-			return nil, err
-		}
-		if err := procs.WaitUntil(ctx, startTimeout, pollEvery, e.Name+" /healthz", func(ctx context.Context) bool {
+		if err := e.StartAndWait(ctx, startTimeout, pollEvery, e.Name+" /healthz", func(ctx context.Context) bool {
 			return procs.Healthy(ctx, t.client, t.edgeURL(i, "/healthz"))
 		}); err != nil {
 			t.close()
-			return nil, fmt.Errorf("%w\n%s", err, e.LogTail(20))
+			return nil, err
 		}
 	}
 	err = procs.WaitUntil(ctx, startTimeout, pollEvery, "edges connected to the hub", func(ctx context.Context) bool {
@@ -105,15 +101,9 @@ func startTopology(ctx context.Context, binDir, dir string, logger *slog.Logger)
 }
 
 func (t *topology) startHub(ctx context.Context) error {
-	if err := t.hub.Start(); err != nil {
-		return err
-	}
-	if err := procs.WaitUntil(ctx, startTimeout, pollEvery, "hub /healthz", func(ctx context.Context) bool {
+	return t.hub.StartAndWait(ctx, startTimeout, pollEvery, "hub /healthz", func(ctx context.Context) bool {
 		return procs.Healthy(ctx, t.client, t.hubURL("/healthz"))
-	}); err != nil {
-		return fmt.Errorf("%w\n%s", err, t.hub.LogTail(20))
-	}
-	return nil
+	})
 }
 
 // close kills every process that still runs.

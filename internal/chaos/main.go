@@ -21,6 +21,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/unico-cdp/unico/internal/procs"
 	"io"
 	"log/slog"
 	"math"
@@ -126,16 +127,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	dir, err := os.MkdirTemp(cfg.workDir, "unico-chaos-")
+	dir, cleanup, err := procs.WorkDir(cfg.workDir, "unico-chaos-", cfg.keep, logger)
 	if err != nil {
 		fmt.Fprintln(stderr, "chaos:", err)
 		return 1
 	}
-	if cfg.keep {
-		logger.Info("data kept", "dir", dir)
-	} else {
-		defer os.RemoveAll(dir)
-	}
+	defer cleanup()
 	s := &suite{cfg: cfg, logger: logger, dir: dir}
 	enc := json.NewEncoder(stdout)
 	enc.SetEscapeHTML(false)

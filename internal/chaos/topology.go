@@ -129,40 +129,22 @@ func startTopology(ctx context.Context, binDir, dir string, o topoOptions) (*top
 }
 
 func (t *topology) startHub(ctx context.Context) error {
-	if err := t.hub.Start(); err != nil {
-		return err
-	}
-	if err := procs.WaitUntil(ctx, startTimeout, pollEvery, "hub /healthz", func(ctx context.Context) bool {
+	return t.hub.StartAndWait(ctx, startTimeout, pollEvery, "hub /healthz", func(ctx context.Context) bool {
 		return procs.Healthy(ctx, t.client, t.hubURL("/healthz"))
-	}); err != nil {
-		return fmt.Errorf("%w\n%s", err, t.hub.LogTail(20))
-	}
-	return nil
+	})
 }
 
 func (t *topology) startEdge(ctx context.Context, i int) error {
 	e := t.edges[i]
-	if err := e.Start(); err != nil {
-		return err
-	}
-	if err := procs.WaitUntil(ctx, startTimeout, pollEvery, e.Name+" /healthz", func(ctx context.Context) bool {
+	return e.StartAndWait(ctx, startTimeout, pollEvery, e.Name+" /healthz", func(ctx context.Context) bool {
 		return procs.Healthy(ctx, t.client, t.edgeURL(i, "/healthz"))
-	}); err != nil {
-		return fmt.Errorf("%w\n%s", err, e.LogTail(20))
-	}
-	return nil
+	})
 }
 
 func (t *topology) startBroker(ctx context.Context) error {
-	if err := t.broker.Start(); err != nil {
-		return err
-	}
-	if err := procs.WaitUntil(ctx, startTimeout, pollEvery, "mosquitto listening", func(context.Context) bool {
+	return t.broker.StartAndWait(ctx, startTimeout, pollEvery, "mosquitto listening", func(context.Context) bool {
 		return t.broker.Running() && procs.Listening(t.brokerAddr)
-	}); err != nil {
-		return fmt.Errorf("%w\n%s", err, t.broker.LogTail(20))
-	}
-	return nil
+	})
 }
 
 // procs returns every process of the topology.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -439,6 +440,14 @@ func TestParseSyntaxErrors(t *testing.T) {
 	} {
 		if s, err := Parse([]byte(line)); err == nil || !errors.Is(err, ErrSyntax) {
 			t.Errorf("Parse(%q) = %v, %v; want a syntax error", line, s, err)
+		}
+	}
+}
+
+func TestSplitList(t *testing.T) {
+	for in, want := range map[string][]string{"": nil, " , ": nil, "a": {"a"}, " a, b ,,c ": {"a", "b", "c"}} {
+		if got := SplitList(in); !slices.Equal(got, want) {
+			t.Errorf("SplitList(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -117,3 +117,15 @@ func (b Bytes) String() string {
 
 // Int64 returns the size in bytes.
 func (b Bytes) Int64() int64 { return int64(b) }
+
+// SplitList splits a comma-separated flag value into its trimmed, non-empty
+// items; nil for an empty value.
+func SplitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -228,3 +228,32 @@ func Listening(addr string) bool {
 	c.Close()
 	return true
 }
+
+// StartAndWait starts p and polls ready every interval until it holds;
+// when it does not within timeout, the error carries the tail of p's log.
+func (p *Proc) StartAndWait(ctx context.Context, timeout, interval time.Duration, what string, ready func(context.Context) bool) error {
+	if err := p.Start(); err != nil {
+		return err
+	}
+	if err := WaitUntil(ctx, timeout, interval, what, ready); err != nil {
+		return fmt.Errorf("%w\n%s", err, p.LogTail(20))
+	}
+	return nil
+}
+
+// WorkDir makes a fresh directory under parent (the system's temporary
+// directory when empty) for one run's data and logs. cleanup removes it,
+// unless keep is set, in which case its path is logged instead.
+func WorkDir(parent, prefix string, keep bool, logger *slog.Logger) (dir string, cleanup func(), err error) {
+	dir, err = os.MkdirTemp(parent, prefix)
+	if err != nil {
+		return "", nil, fmt.Errorf("work dir: %w", err)
+	}
+	if keep {
+		if logger != nil {
+			logger.Info("data kept", "dir", dir)
+		}
+		return dir, func() {}, nil
+	}
+	return dir, func() { os.RemoveAll(dir) }, nil
+}
