@@ -223,19 +223,8 @@ func (s *Store) Merges(id string) ([]MergeRecord, error) {
 		if err != nil {
 			return err
 		}
-		prefix := mergePrefix(rec.P.ID)
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = prefix
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-			var mr MergeRecord
-			if err := it.Item().Value(func(b []byte) error { return msgpack.Unmarshal(b, &mr) }); err != nil {
-				return err
-			}
-			out = append(out, mr)
-		}
-		return nil
+		out, err = decodeAll[MergeRecord](txn, mergePrefix(rec.P.ID))
+		return err
 	})
 	return out, err
 }
@@ -274,22 +263,29 @@ func (s *Store) Profiles(cursor string, limit int) ([]*View, Page, error) {
 // Edges lists the edges that have sent batches.
 func (s *Store) Edges() ([]EdgeState, error) {
 	var out []EdgeState
-	err := s.db.View(func(txn *badger.Txn) error {
-		prefix := []byte{tEdge}
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = prefix
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-			var st EdgeState
-			if err := it.Item().Value(func(b []byte) error { return msgpack.Unmarshal(b, &st) }); err != nil {
-				return err
-			}
-			out = append(out, st)
-		}
-		return nil
+	err := s.db.View(func(txn *badger.Txn) (err error) {
+		out, err = decodeAll[EdgeState](txn, []byte{tEdge})
+		return err
 	})
 	return out, err
+}
+
+// decodeAll decodes the msgpack values of every key with prefix, in key
+// order.
+func decodeAll[T any](txn *badger.Txn, prefix []byte) ([]T, error) {
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = prefix
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	var out []T
+	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+		var v T
+		if err := it.Item().Value(func(b []byte) error { return msgpack.Unmarshal(b, &v) }); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
 
 // Isolate splits identifier x off its profile (an admin's unmerge): x
