@@ -130,6 +130,33 @@ const EndpointBatch Endpoint = "batch"
 // problem found and no events: a request is stored whole or not at all.
 func (m *Mapper) Decode(endpoint Endpoint, body []byte, dst []Event) ([]Event, error) {
 	verr := &ValidationError{}
+	start := len(dst)
+	p := m.pp.Get()
+	defer m.pp.Put(p)
+	var fp fieldPath
+	m.parseRequest(p, endpoint, body, verr, func(msg, batchCtx *fastjson.Value, batchSentAt time.Time, typ string, idx int, received time.Time) {
+		dst = append(dst, Event{})
+		m.decodeMessage(msg, batchCtx, batchSentAt, typ, idx, received, &dst[len(dst)-1], verr, &fp)
+	})
+	if len(verr.Errors) > 0 {
+		clear(dst[start:])
+		return dst[:start], verr
+	}
+	return dst, nil
+}
+
+// messageFunc handles one message of a request: msg is the message object,
+// batchCtx and batchSentAt the batch's context and sentAt (nil and zero for
+// a single-message endpoint), typ its known type, idx its position in the
+// batch (-1 for a single message) and received the request's received-at.
+type messageFunc func(msg, batchCtx *fastjson.Value, batchSentAt time.Time, typ string, idx int, received time.Time)
+
+// parseRequest checks the request-level structure and limits of body as
+// posted to endpoint, adding problems to verr, and calls each for every
+// message that has a known type, in order. Messages are checked by each;
+// the request is valid only if verr is empty afterwards. The values given
+// to each are valid until p is reused.
+func (m *Mapper) parseRequest(p *fastjson.Parser, endpoint Endpoint, body []byte, verr *ValidationError, each messageFunc) {
 	limit := m.opts.MaxMessageBytes
 	if endpoint == EndpointBatch {
 		limit = m.opts.MaxBatchBytes
@@ -137,53 +164,45 @@ func (m *Mapper) Decode(endpoint Endpoint, body []byte, dst []Event) ([]Event, e
 	if len(body) > limit {
 		verr.TooLarge = true
 		verr.add(-1, "", fmt.Sprintf("request body of %d bytes exceeds the limit of %d", len(body), limit))
-		return dst, verr
+		return
 	}
-	p := m.pp.Get()
-	defer m.pp.Put(p)
 	root, err := p.ParseBytes(body)
 	if err != nil {
 		verr.add(-1, "", "invalid JSON: "+err.Error())
-		return dst, verr
+		return
 	}
 	if root.Type() != fastjson.TypeObject {
 		verr.add(-1, "", "body must be a JSON object")
-		return dst, verr
+		return
 	}
 	received := m.opts.Now().UTC()
-	start := len(dst)
-	var fp fieldPath
 	if endpoint != EndpointBatch {
 		t := string(endpoint)
 		if !knownType(t) {
 			verr.add(-1, "type", fmt.Sprintf("unknown endpoint %q", t))
-			return dst, verr
+			return
 		}
-		var ev Event
-		m.decodeMessage(root, nil, time.Time{}, t, -1, received, &ev, verr, &fp)
-		if len(verr.Errors) > 0 {
-			return dst, verr
-		}
-		return append(dst, ev), nil
+		each(root, nil, time.Time{}, t, -1, received)
+		return
 	}
 	batch := root.Get("batch")
 	if batch == nil {
 		verr.add(-1, "batch", "missing")
-		return dst, verr
+		return
 	}
 	arr, err := batch.Array()
 	if err != nil {
 		verr.add(-1, "batch", "not an array")
-		return dst, verr
+		return
 	}
 	if len(arr) == 0 {
 		verr.add(-1, "batch", "empty")
-		return dst, verr
+		return
 	}
 	if len(arr) > MaxBatchEvents {
 		verr.TooLarge = true
 		verr.add(-1, "batch", fmt.Sprintf("%d messages exceed the limit of %d", len(arr), MaxBatchEvents))
-		return dst, verr
+		return
 	}
 	batchCtx := root.Get("context")
 	if batchCtx != nil && batchCtx.Type() != fastjson.TypeObject {
@@ -226,7 +245,7 @@ func (m *Mapper) Decode(endpoint Endpoint, body []byte, dst []Event) ([]Event, e
 			verr.add(i, "type", "not a string")
 			continue
 		}
-		t := string(msg.GetStringBytes("type"))
+		t := typeName(msg.GetStringBytes("type"))
 		if t == "" {
 			verr.add(i, "type", "missing")
 			continue
@@ -235,14 +254,28 @@ func (m *Mapper) Decode(endpoint Endpoint, body []byte, dst []Event) ([]Event, e
 			verr.add(i, "type", fmt.Sprintf("unknown type %q", t))
 			continue
 		}
-		dst = append(dst, Event{})
-		m.decodeMessage(msg, batchCtx, batchSentAt, t, i, received, &dst[len(dst)-1], verr, &fp)
+		each(msg, batchCtx, batchSentAt, t, i, received)
 	}
-	if len(verr.Errors) > 0 {
-		clear(dst[start:])
-		return dst[:start], verr
+}
+
+// typeName returns b as a string, the Type* constant itself when b names
+// one, so that known types cost no allocation.
+func typeName(b []byte) string {
+	switch string(b) {
+	case TypeTrack:
+		return TypeTrack
+	case TypeIdentify:
+		return TypeIdentify
+	case TypePage:
+		return TypePage
+	case TypeScreen:
+		return TypeScreen
+	case TypeGroup:
+		return TypeGroup
+	case TypeAlias:
+		return TypeAlias
 	}
-	return dst, nil
+	return string(b)
 }
 
 func knownType(t string) bool {
