@@ -98,8 +98,14 @@ type Meta struct {
 	Revenue Cents
 	// Contact is set for contact-center interactions.
 	Contact bool
-	n       uint8
-	ids     [maxIDs]protocol.Identifier
+	// Visit is set, with GeneratorConfig.PresenceFrames, for a presence
+	// visit that sensors report in device frames. The message, if any, is
+	// the app's identify linking its beacon id to the person; a visit by a
+	// shopper without the app has no message at all (AppendNext appends
+	// nothing).
+	Visit *Visit
+	n     uint8
+	ids   [maxIDs]protocol.Identifier
 }
 
 // Identifiers returns the identifiers, normalised as the edge normalises
@@ -139,6 +145,10 @@ type GeneratorConfig struct {
 	// Baskets, when not empty, are drawn for POS sales instead of baskets
 	// built from the built-in catalogue.
 	Baskets []Basket
+	// PresenceFrames turns presence scenarios into visits for sensor
+	// frames (Meta.Visit) instead of presence.enter and presence.exit
+	// tracks over HTTP. Fill must not be used then.
+	PresenceFrames bool
 }
 
 // DefaultStart is the default start of the simulated clock.
@@ -262,6 +272,9 @@ func (g *Generator) AppendNext(dst []byte, meta *Meta) []byte {
 			return g.call(dst, meta)
 		}
 	case KindPresence:
+		if g.cfg.PresenceFrames {
+			return g.visit(dst, meta)
+		}
 		return g.presence(dst, meta)
 	case KindPOS:
 		return g.sale(dst, meta)

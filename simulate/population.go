@@ -1,6 +1,8 @@
 package simulate
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -80,6 +82,9 @@ type Person struct {
 	// DeviceID and AppAnonID are set for people with the mobile app.
 	DeviceID  string
 	AppAnonID string
+	// BeaconID is the id the app broadcasts in stores for presence
+	// sensors, 16 bytes as 32 lower-case hex digits; set with AppAnonID.
+	BeaconID string
 	// WebAnonIDs are the anonymous ids of the person's browsers.
 	WebAnonIDs []string
 	// Home is the index of the person's usual store.
@@ -210,6 +215,7 @@ func NewPopulation(seed int64, size int, opts PopulationOptions) (*Population, e
 		if rng.IntN(100) < 35 {
 			per.DeviceID = fmt.Sprintf("dev-%07d-%08x", i+1, rng.Uint32())
 			per.AppAnonID = fmt.Sprintf("app-%07d-%08x", i+1, rng.Uint32())
+			per.BeaconID = beaconID(per.AppAnonID)
 		}
 	}
 	return p, nil
@@ -220,6 +226,13 @@ func NewPopulation(seed int64, size int, opts PopulationOptions) (*Population, e
 func (p *Population) Shared(id protocol.Identifier) (string, bool) {
 	k, ok := p.shared[id]
 	return k, ok
+}
+
+// beaconID derives the app's beacon id from its installation id, so that
+// adding it draws nothing from the population's random sequence.
+func beaconID(appAnonID string) string {
+	sum := sha256.Sum256([]byte("beacon:" + appAnonID))
+	return hex.EncodeToString(sum[:16])
 }
 
 func personalEmail(rng *rand.Rand, first, last string, i int) string {

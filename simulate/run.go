@@ -47,6 +47,11 @@ type RunConfig struct {
 	DrainTimeout time.Duration
 	// Truth, when set, records every accepted event.
 	Truth *Truth
+	// Frames, when set, sends presence visits as sensor frames over MQTT
+	// to the edges' device listeners; the generator must have been made
+	// with GeneratorConfig.PresenceFrames. A visit counts as one event
+	// towards Rate and Events.
+	Frames *FrameConfig
 	// Progress is the interval of OnProgress calls (default
 	// DefaultProgress).
 	Progress time.Duration
@@ -66,6 +71,10 @@ type Progress struct {
 	Rate float64
 	// P50 and P99 are request latencies over the last interval.
 	P50, P99 time.Duration
+	// With frames: FramesAcked and SightingsAcked so far, FrameRate the
+	// frames PUBACKed per second over the last interval, Visits started.
+	FramesAcked, SightingsAcked, Visits int64
+	FrameRate                           float64
 }
 
 // Summary is the outcome of a run, printed as JSON by the simulator.
@@ -81,6 +90,8 @@ type Summary struct {
 	P50         float64 `json:"p50_ms"`
 	P99         float64 `json:"p99_ms"`
 	Edges       int     `json:"edges"`
+	// Frames is set when presence went as sensor frames.
+	Frames *FrameSummary `json:"frames,omitempty"`
 }
 
 type runStats struct {
@@ -118,6 +129,26 @@ func Run(ctx context.Context, gen *Generator, cfg RunConfig, logger *slog.Logger
 		logger = slog.New(slog.DiscardHandler)
 	}
 	logger = logger.With("component", "run")
+	if cfg.Frames != nil && !gen.cfg.PresenceFrames {
+		return Summary{}, fmt.Errorf("run: frames need a generator with PresenceFrames: %w", ErrInvalidConfig)
+	}
+	var fl *fleet
+	if cfg.Frames != nil {
+		fc := *cfg.Frames
+		if err := fc.setDefaults(len(cfg.Edges)); err != nil {
+			return Summary{}, err
+		}
+		var err error
+		if fl, err = newFleet(ctx, gen.pop, fc, cfg.Truth, logger); err != nil {
+			return Summary{}, err
+		}
+		if err := fl.connect(); err != nil {
+			fl.stop(0)
+			return Summary{}, fmt.Errorf("run: %w", err)
+		}
+		logger.Info("sensors connected", "sensors", len(fl.sensors()), "edges", len(fc.Brokers))
+		fl.run()
+	}
 
 	// sendCtx outlives ctx by DrainTimeout so that batches in flight finish;
 	// a 400 cancels everything at once.
@@ -140,6 +171,9 @@ func Run(ctx context.Context, gen *Generator, cfg RunConfig, logger *slog.Logger
 	}()
 	genCtx, cancelGen := context.WithCancel(ctx)
 	defer cancelGen()
+	// runCtx ends when ctx does or a 400 stops the run; genCtx also when
+	// Duration has passed, after which what was generated is still sent.
+	runCtx := genCtx
 	if cfg.Duration > 0 {
 		var c context.CancelFunc
 		genCtx, c = context.WithTimeout(genCtx, cfg.Duration)
@@ -197,7 +231,7 @@ func Run(ctx context.Context, gen *Generator, cfg RunConfig, logger *slog.Logger
 		progressWG.Go(func() {
 			t := time.NewTicker(cfg.Progress)
 			defer t.Stop()
-			var prevAcc int64
+			var prevAcc, prevFrames int64
 			prevLat := st.lat.snapshot()
 			prevT := start
 			for {
@@ -208,19 +242,30 @@ func Run(ctx context.Context, gen *Generator, cfg RunConfig, logger *slog.Logger
 					acc := st.accepted.Load()
 					lat := st.lat.snapshot()
 					iv := lat.sub(prevLat)
-					cfg.OnProgress(Progress{
+					p := Progress{
 						Elapsed: now.Sub(start), Sent: st.sent.Load(), Accepted: acc,
 						Rejected: st.rejected.Load(), Retries: st.retries.Load(),
 						Rate: float64(acc-prevAcc) / now.Sub(prevT).Seconds(),
 						P50:  iv.quantile(0.5), P99: iv.quantile(0.99),
-					})
+					}
+					if fl != nil {
+						p.FramesAcked, p.SightingsAcked = fl.st.acked.Load(), fl.st.sightingsAcked.Load()
+						p.Visits = fl.st.visits.Load()
+						p.FrameRate = float64(p.FramesAcked-prevFrames) / now.Sub(prevT).Seconds()
+						prevFrames = p.FramesAcked
+					}
+					cfg.OnProgress(p)
 					prevAcc, prevLat, prevT = acc, lat, now
 				}
 			}
 		})
 	}
 
-	produce(genCtx, gen, cfg, queue, &pool, start)
+	produce(genCtx, runCtx, gen, cfg, queue, &pool, start, fl)
+	genElapsed := time.Since(start)
+	if fl != nil {
+		fl.stop(cfg.DrainTimeout)
+	}
 	close(queue)
 	wg.Wait()
 	close(progressDone)
@@ -235,6 +280,9 @@ func Run(ctx context.Context, gen *Generator, cfg RunConfig, logger *slog.Logger
 		P50: round3(float64(lat.quantile(0.5)) / 1e6), P99: round3(float64(lat.quantile(0.99)) / 1e6),
 		Edges: len(cfg.Edges),
 	}
+	if fl != nil {
+		sum.Frames = fl.summary(genElapsed)
+	}
 	if firstErr != nil {
 		return sum, fmt.Errorf("run: %w", firstErr)
 	}
@@ -245,17 +293,18 @@ func round3(f float64) float64 { return math.Round(f*1000) / 1000 }
 
 // produce generates messages into one batch per edge and queues full or
 // stale batches until a limit is reached or ctx ends; then it queues what
-// is left unless ctx ended.
-func produce(ctx context.Context, gen *Generator, cfg RunConfig, queue chan<- *Batch, pool *sync.Pool, start time.Time) {
+// is left unless runCtx ended. Visits go to fl.
+func produce(ctx, runCtx context.Context, gen *Generator, cfg RunConfig, queue chan<- *Batch, pool *sync.Pool, start time.Time, fl *fleet) {
 	open := make([]*Batch, len(cfg.Edges))
 	opened := make([]time.Time, len(cfg.Edges))
 	var scratch []byte
 	var meta Meta
+	// dispatch queues edge e's batch; false when ctx ended first (the
+	// batch stays open for the final flush).
 	dispatch := func(e int) bool {
-		b := open[e]
-		open[e] = nil
 		select {
-		case queue <- b:
+		case queue <- open[e]:
+			open[e] = nil
 			return true
 		case <-ctx.Done():
 			return false
@@ -274,22 +323,29 @@ func produce(ctx context.Context, gen *Generator, cfg RunConfig, queue chan<- *B
 	var n int64
 	for cfg.Events == 0 || n < cfg.Events {
 		if ctx.Err() != nil {
-			return
+			break
 		}
 		if cfg.Rate > 0 {
 			due := start.Add(time.Duration(float64(n) / cfg.Rate * float64(time.Second)))
 			if wait := time.Until(due); wait > time.Millisecond {
 				if sleepCtx(ctx, min(wait, cfg.FlushInterval)) != nil || !flushStale(time.Now()) {
-					return
+					break
 				}
 				continue
 			}
 			if n%64 == 0 && !flushStale(time.Now()) {
-				return
+				break
 			}
 		}
 		scratch = gen.AppendNext(scratch[:0], &meta)
 		n++
+		if meta.Visit != nil {
+			fl.startVisit(meta.Visit, time.Now())
+			meta.Visit = nil
+			if len(scratch) == 0 {
+				continue
+			}
+		}
 		e := meta.Store % len(cfg.Edges)
 		if open[e] == nil {
 			b := pool.Get().(*Batch)
@@ -300,14 +356,19 @@ func produce(ctx context.Context, gen *Generator, cfg RunConfig, queue chan<- *B
 		}
 		open[e].Add(scratch, &meta)
 		if open[e].Len() >= cfg.Batch && !dispatch(e) {
-			return
+			break
 		}
 		if cfg.Rate == 0 && n%1024 == 0 && !flushStale(time.Now()) {
-			return
+			break
 		}
 	}
-	for e, b := range open {
-		if b != nil && !dispatch(e) {
+	for _, b := range open {
+		if b == nil {
+			continue
+		}
+		select {
+		case queue <- b:
+		case <-runCtx.Done():
 			return
 		}
 	}

@@ -28,8 +28,12 @@ type TruthRecord struct {
 	// Identifiers are those that accepted events attached to the person,
 	// normalised as the edge normalises them, sorted by type and value.
 	Identifiers []TruthIdentifier `json:"identifiers"`
-	// Events counts the person's accepted events.
+	// Events counts the person's messages accepted over HTTP.
 	Events int64 `json:"events"`
+	// PresenceEvents counts the presence events (presence.enter,
+	// presence.zone_dwell, presence.exit) that the edges derive from the
+	// person's PUBACKed sensor frames, when presence is sent as frames.
+	PresenceEvents int64 `json:"presence_events,omitempty"`
 	// Orders and Revenue count accepted "Order Completed" events.
 	Orders  int64 `json:"orders"`
 	Revenue Cents `json:"revenue"`
@@ -46,7 +50,7 @@ type TruthRecord struct {
 type truthPerson struct {
 	ids                      map[protocol.Identifier]struct{}
 	events, orders, idOrders int64
-	contacts                 int64
+	contacts, presence       int64
 	revenue, idRevenue       Cents
 }
 
@@ -98,6 +102,22 @@ func (t *Truth) Record(metas []Meta) {
 	}
 }
 
+// RecordPresence adds one presence event that an edge derives from
+// PUBACKed sensor frames, carrying id, to person's truth.
+func (t *Truth) RecordPresence(person int, id protocol.Identifier) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if person < 0 || person >= len(t.persons) {
+		return
+	}
+	tp := &t.persons[person]
+	if tp.ids == nil {
+		tp.ids = make(map[protocol.Identifier]struct{}, 4)
+	}
+	tp.ids[id] = struct{}{}
+	tp.presence++
+}
+
 // Records returns the ground truth of every person, in population order.
 func (t *Truth) Records() []TruthRecord {
 	t.mu.Lock()
@@ -110,7 +130,7 @@ func (t *Truth) Records() []TruthRecord {
 			Identifiers: make([]TruthIdentifier, 0, len(tp.ids)),
 			Events:      tp.events, Orders: tp.orders, Revenue: tp.revenue,
 			IdentifiedOrders: tp.idOrders, IdentifiedRevenue: tp.idRevenue,
-			Contacts: tp.contacts,
+			Contacts: tp.contacts, PresenceEvents: tp.presence,
 		}
 		for id := range tp.ids {
 			r.Identifiers = append(r.Identifiers, TruthIdentifier{Type: id.Type, Value: id.Value, Shared: t.pop.shared[id]})

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	bridge "github.com/unico-cdp/unico/firmware-bridge"
 	"github.com/unico-cdp/unico/simulate"
 )
 
@@ -33,6 +34,22 @@ func (l *edgeList) Set(v string) error {
 			return fmt.Errorf("edge %q: want an http:// or https:// base URL", u)
 		}
 		*l = append(*l, strings.TrimSuffix(u, "/"))
+	}
+	return nil
+}
+
+// brokerList is a repeatable flag of comma-separated MQTT URLs.
+type brokerList []string
+
+func (l *brokerList) String() string { return strings.Join(*l, ",") }
+
+func (l *brokerList) Set(v string) error {
+	for u := range strings.SplitSeq(v, ",") {
+		u = strings.TrimSpace(u)
+		if !strings.HasPrefix(u, "mqtt://") && !strings.HasPrefix(u, "tcp://") {
+			return fmt.Errorf("device broker %q: want an mqtt://host:port URL", u)
+		}
+		*l = append(*l, u)
 	}
 	return nil
 }
@@ -77,6 +94,15 @@ type Options struct {
 	runID       string
 	progress    time.Duration
 	quiet       bool
+
+	deviceMQTT    brokerList
+	deviceCreds   string
+	writeCreds    string
+	frameInterval time.Duration
+	minDwell      time.Duration
+	exitTimeout   time.Duration
+	rssiThreshold int
+	maxVisits     int
 }
 
 // ParseFlags parses args for p; --help returns flag.ErrHelp after printing
@@ -106,6 +132,14 @@ func ParseFlags(p Program, args []string, stderr io.Writer) (*Options, error) {
 	fs.StringVar(&o.runID, "run-id", "", "prefix of message and order ids (default "+p.RunIDPrefix+"<seed>-<start time>); reuse it to replay the same ids")
 	fs.DurationVar(&o.progress, "progress", simulate.DefaultProgress, "interval of progress lines on stderr")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress lines and only warnings in the log")
+	fs.Var(&o.deviceMQTT, "device-mqtt", "send presence as sensor frames (QoS 1) to the edges' device listeners, mqtt://host:port, one per --edge in the same order; repeat or separate with commas (default: presence as HTTP tracks). App beacons are identified over HTTP with traits.beacon_id: run the agents with --identifier-rules traits.beacon_id=beacon_id")
+	fs.StringVar(&o.deviceCreds, "device-credentials", "", "`file` of sensor credentials, the agents' --device-credentials format (default: sensors connect without credentials)")
+	fs.StringVar(&o.writeCreds, "write-device-credentials", "", "write fresh credentials for every simulated sensor of --stores stores to `file` and exit")
+	fs.DurationVar(&o.frameInterval, "frame-interval", simulate.DefaultFrameInterval, "how often each sensor reports its sightings")
+	fs.DurationVar(&o.minDwell, "presence-min-dwell", bridge.DefaultMinDwell, "the agents' --presence-min-dwell; visits are planned around it")
+	fs.DurationVar(&o.exitTimeout, "presence-exit-timeout", bridge.DefaultExitTimeout, "the agents' --presence-exit-timeout")
+	fs.IntVar(&o.rssiThreshold, "presence-rssi-threshold", bridge.DefaultRSSIThreshold, "the agents' --presence-rssi-threshold (dBm)")
+	fs.IntVar(&o.maxVisits, "max-visits", simulate.DefaultMaxVisits, "visits tracked at a time per edge, until their exit is due; further visits are skipped")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: %s [flags]\n\n%s\n\nFlags:\n", p.Name, p.Usage)
 		fs.PrintDefaults()
@@ -124,6 +158,8 @@ func ParseFlags(p Program, args []string, stderr io.Writer) (*Options, error) {
 		return nil, errors.New("--rate must be >= 0")
 	case o.duration < 0 || o.events < 0:
 		return nil, errors.New("--duration and --events must be >= 0")
+	case o.writeCreds != "":
+		return o, nil
 	case p.RequireEnd && o.duration == 0 && o.events == 0:
 		return nil, errors.New("set --duration or --events: a load run must end by itself")
 	case o.population <= 0:
@@ -134,6 +170,10 @@ func ParseFlags(p Program, args []string, stderr io.Writer) (*Options, error) {
 		return nil, errors.New("--concurrency must be > 0")
 	case o.progress <= 0:
 		return nil, errors.New("--progress must be > 0")
+	case len(o.deviceMQTT) > 0 && len(o.deviceMQTT) != len(o.edges):
+		return nil, fmt.Errorf("--device-mqtt: %d device listeners for %d edges, want one per --edge in the same order", len(o.deviceMQTT), len(o.edges))
+	case len(o.deviceMQTT) == 0 && o.deviceCreds != "":
+		return nil, errors.New("--device-credentials needs --device-mqtt")
 	}
 	return o, nil
 }
@@ -167,6 +207,25 @@ func Run(ctx context.Context, p Program, args []string, stdout, stderr io.Writer
 		fmt.Fprintln(stderr, p.Name+":", err)
 		return 2
 	}
+	if o.writeCreds != "" {
+		if err := writeCredentials(o.writeCreds, o.stores); err != nil {
+			fmt.Fprintln(stderr, p.Name+":", err)
+			return 1
+		}
+		fmt.Fprintf(stderr, "%s: wrote credentials of %d sensors to %s; run the edge agents with --device-credentials %s --presence-zones %s\n",
+			p.Name, o.stores*simulate.NumZones, o.writeCreds, o.writeCreds, simulate.ZoneMap())
+		return 0
+	}
+	var frames *simulate.FrameConfig
+	if len(o.deviceMQTT) > 0 {
+		frames = &simulate.FrameConfig{Brokers: o.deviceMQTT, Interval: o.frameInterval, MinDwell: o.minDwell,
+			ExitTimeout: o.exitTimeout, RSSIThreshold: o.rssiThreshold, MaxVisits: o.maxVisits}
+		if o.deviceCreds != "" {
+			if frames.Credentials, err = readCredentials(o.deviceCreds); err != nil {
+				return fail(err)
+			}
+		}
+	}
 
 	mix, err := simulate.ParseMix(o.mix)
 	if err != nil {
@@ -185,7 +244,8 @@ func Run(ctx context.Context, p Program, args []string, stdout, stderr io.Writer
 	if o.runID == "" {
 		o.runID = p.RunIDPrefix + strconv.FormatInt(o.seed, 10) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	}
-	gen, err := simulate.NewGenerator(pop, simulate.GeneratorConfig{Seed: o.seed, Mix: mix, Now: time.Now, RunID: o.runID, Baskets: baskets})
+	gen, err := simulate.NewGenerator(pop, simulate.GeneratorConfig{Seed: o.seed, Mix: mix, Now: time.Now, RunID: o.runID, Baskets: baskets,
+		PresenceFrames: frames != nil})
 	if err != nil {
 		return fail(err)
 	}
@@ -199,13 +259,17 @@ func Run(ctx context.Context, p Program, args []string, stdout, stderr io.Writer
 	}
 	cfg := simulate.RunConfig{
 		Edges: o.edges, Sender: sender, Rate: o.rate, Duration: o.duration, Events: o.events,
-		Batch: o.batch, Concurrency: o.concurrency, Truth: truth, Progress: o.progress,
+		Batch: o.batch, Concurrency: o.concurrency, Truth: truth, Progress: o.progress, Frames: frames,
 	}
 	if !o.quiet {
 		name := p.Name
 		cfg.OnProgress = func(p simulate.Progress) {
-			fmt.Fprintf(stderr, "%s: %6.1fs accepted=%d rejected=%d retries=%d %.0f events/s p50=%.2fms p99=%.2fms\n",
-				name, p.Elapsed.Seconds(), p.Accepted, p.Rejected, p.Retries, p.Rate, float64(p.P50)/1e6, float64(p.P99)/1e6)
+			frames := ""
+			if cfg.Frames != nil {
+				frames = fmt.Sprintf(" visits=%d frames_acked=%d sightings_acked=%d %.0f frames/s", p.Visits, p.FramesAcked, p.SightingsAcked, p.FrameRate)
+			}
+			fmt.Fprintf(stderr, "%s: %6.1fs accepted=%d rejected=%d retries=%d %.0f events/s p50=%.2fms p99=%.2fms%s\n",
+				name, p.Elapsed.Seconds(), p.Accepted, p.Rejected, p.Retries, p.Rate, float64(p.P50)/1e6, float64(p.P99)/1e6, frames)
 		}
 	}
 	logger.Info("load started", "edges", len(o.edges), "population", o.population, "seed", o.seed, "run_id", o.runID, "rate", o.rate)
@@ -214,6 +278,9 @@ func Run(ctx context.Context, p Program, args []string, stdout, stderr io.Writer
 	switch {
 	case runErr != nil:
 		logger.Error("run failed", "err", runErr)
+		code = 1
+	case sum.Frames != nil && sum.Frames.FramesSent > 0 && sum.Frames.FramesAcked == 0:
+		logger.Error("no sensor frame was acknowledged: are the device listeners right?", "frames", sum.Frames.FramesSent)
 		code = 1
 	case sum.Sent > 0 && sum.Accepted == 0:
 		logger.Error("no event was accepted: are the edges reachable and the write key right?", "sent", sum.Sent, "rejected", sum.Rejected)
@@ -240,6 +307,30 @@ func selfCPUSeconds() float64 {
 	}
 	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
 	return float64(int64((tv(ru.Utime)+tv(ru.Stime))*1000)) / 1000
+}
+
+func readCredentials(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("--device-credentials: %w", err)
+	}
+	defer f.Close()
+	return simulate.ReadCredentials(f, path)
+}
+
+func writeCredentials(path string, stores int) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("--write-device-credentials: %w", err)
+	}
+	if err := simulate.WriteCredentials(f, stores); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("--write-device-credentials: %w", err)
+	}
+	return nil
 }
 
 func writeTruth(path string, t *simulate.Truth) error {
