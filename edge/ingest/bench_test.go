@@ -115,4 +115,6 @@ func BenchmarkIngest(b *testing.B) {
 
 type discardAppender struct{}
 
-func (discardAppender) Append(ctx context.Context, evs []protocol.Event) error { return ctx.Err() }
+func (discardAppender) AppendEncoded(ctx context.Context, evs []protocol.EncodedEvent) error {
+	return ctx.Err()
+}

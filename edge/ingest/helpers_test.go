@@ -31,7 +31,8 @@ type memAppender struct {
 	release chan struct{}
 }
 
-func (a *memAppender) Append(ctx context.Context, evs []protocol.Event) error {
+// AppendEncoded decodes the events, as the hub will, and keeps them.
+func (a *memAppender) AppendEncoded(ctx context.Context, encoded []protocol.EncodedEvent) error {
 	if a.entered != nil {
 		a.entered <- struct{}{}
 	}
@@ -47,7 +48,16 @@ func (a *memAppender) Append(ctx context.Context, evs []protocol.Event) error {
 	if a.err != nil {
 		return a.err
 	}
-	a.batches = append(a.batches, append([]protocol.Event(nil), evs...))
+	evs := make([]protocol.Event, len(encoded))
+	for i, e := range encoded {
+		if err := protocol.UnmarshalEvent(e.Data, &evs[i]); err != nil {
+			return fmt.Errorf("event %d: %w", i, err)
+		}
+		if evs[i].Channel != e.Channel {
+			return fmt.Errorf("event %d: channel %q, encoded as %q", i, e.Channel, evs[i].Channel)
+		}
+	}
+	a.batches = append(a.batches, evs)
 	return nil
 }
 

@@ -31,12 +31,14 @@ import (
 	"github.com/unico-cdp/unico/protocol"
 )
 
-// Appender stores events durably. Append must return nil only once the
-// events are on disk; it returns an error wrapping queue.ErrFull when there
-// is no room and queue.ErrClosed when the store is closed. *queue.Queue
+// Appender stores events durably. AppendEncoded gets the events as the
+// Segment mapper writes them (protocol.Mapper.DecodeEncoded) and must
+// return nil only once they are on disk; it returns an error wrapping
+// queue.ErrFull when there is no room and queue.ErrClosed when the store is
+// closed. The events' Data is reused once it returns. *queue.Queue
 // implements it.
 type Appender interface {
-	Append(ctx context.Context, events []protocol.Event) error
+	AppendEncoded(ctx context.Context, events []protocol.EncodedEvent) error
 }
 
 // Defaults for Config fields left zero.
@@ -103,6 +105,9 @@ type Server struct {
 	appendCancel context.CancelFunc
 	served       atomic.Bool
 	bufs         sync.Pool
+	// batches recycles the *protocol.EncodedBatch each request decodes
+	// into.
+	batches sync.Pool
 }
 
 // route names used as metric labels.
@@ -414,8 +419,12 @@ func (s *Server) ingest(ctx *fasthttp.RequestCtx, ep protocol.Endpoint, label st
 		s.fail(ctx, label, fasthttp.StatusBadRequest, apiError{Field: "Content-Encoding", Error: fmt.Sprintf("unsupported Content-Encoding %q; use gzip or none", enc)})
 		return
 	}
-	evs, err := s.mapper.Decode(ep, body, nil)
-	if err != nil {
+	eb, _ := s.batches.Get().(*protocol.EncodedBatch)
+	if eb == nil {
+		eb = new(protocol.EncodedBatch)
+	}
+	defer s.batches.Put(eb)
+	if err := s.mapper.DecodeEncoded(ep, body, eb); err != nil {
 		var verr *protocol.ValidationError
 		if !errors.As(err, &verr) {
 			s.metrics.rejected.WithLabelValues(reasonInvalid).Inc()
@@ -434,7 +443,8 @@ func (s *Server) ingest(ctx *fasthttp.RequestCtx, ep protocol.Endpoint, label st
 		s.fail(ctx, label, code, e)
 		return
 	}
-	err = s.app.Append(s.appendCtx, evs)
+	evs := eb.Events
+	err := s.app.AppendEncoded(s.appendCtx, evs)
 	switch {
 	case err == nil:
 		s.countAccepted(evs)
@@ -457,7 +467,7 @@ func (s *Server) ingest(ctx *fasthttp.RequestCtx, ep protocol.Endpoint, label st
 // countAccepted adds evs to the accepted counter, one labelled Add per run
 // of equal channels instead of a label lookup per event (a batch usually
 // carries one channel).
-func (s *Server) countAccepted(evs []protocol.Event) {
+func (s *Server) countAccepted(evs []protocol.EncodedEvent) {
 	for i := 0; i < len(evs); {
 		j := i + 1
 		for j < len(evs) && evs[j].Channel == evs[i].Channel {

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -38,43 +39,67 @@ type appendReq struct {
 var valueBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 func (q *Queue) newAppendReq(events []protocol.Event) (*appendReq, error) {
-	r := &appendReq{
-		vals:    make([][]byte, len(events)),
-		chans:   make([]string, len(events)),
-		at:      q.opts.Now(),
-		allDrop: true,
-		done:    make(chan error, 1),
-	}
 	// Every value (header, then the event in msgpack) is encoded straight
 	// into one pooled buffer: no per-event buffer growth and no copy. The
 	// encoding is protocol.MarshalEvent's (msgpack.Marshal with a default
 	// encoder); TestValueEncodingMatchesMarshalEvent keeps them equal.
+	enc := msgpack.GetEncoder()
+	defer msgpack.PutEncoder(enc)
+	return q.buildAppendReq(len(events),
+		func(i int) string { return events[i].Channel },
+		func(i int, buf *bytes.Buffer) error {
+			enc.Reset(buf)
+			if err := enc.Encode(&events[i]); err != nil {
+				return fmt.Errorf("append: event %d: encode event: %w", i, err)
+			}
+			return nil
+		})
+}
+
+// newEncodedAppendReq is newAppendReq for events already encoded.
+func (q *Queue) newEncodedAppendReq(events []protocol.EncodedEvent) (*appendReq, error) {
+	return q.buildAppendReq(len(events),
+		func(i int) string { return events[i].Channel },
+		func(i int, buf *bytes.Buffer) error {
+			buf.Write(events[i].Data)
+			return nil
+		})
+}
+
+// buildAppendReq builds the request for n events in one pooled buffer:
+// for event i, the value header with channel(i), then what writeData
+// writes (the event's msgpack).
+func (q *Queue) buildAppendReq(n int, channel func(i int) string, writeData func(i int, buf *bytes.Buffer) error) (*appendReq, error) {
+	r := &appendReq{
+		vals:    make([][]byte, n),
+		chans:   make([]string, n),
+		at:      q.opts.Now(),
+		allDrop: true,
+		done:    make(chan error, 1),
+	}
 	buf := valueBufs.Get().(*bytes.Buffer)
 	buf.Reset()
-	enc := msgpack.GetEncoder()
-	enc.Reset(buf)
-	defer msgpack.PutEncoder(enc)
-	ends := make([]int, len(events))
+	ends := make([]int, n)
 	var hdr [headerLen + 255]byte
-	for i := range events {
-		e := &events[i]
-		if len(e.Channel) > 255 {
+	for i := range n {
+		ch := channel(i)
+		if len(ch) > 255 {
 			valueBufs.Put(buf)
-			return nil, fmt.Errorf("append: event %d: channel name of %d bytes: %w", i, len(e.Channel), ErrTooLarge)
+			return nil, fmt.Errorf("append: event %d: channel name of %d bytes: %w", i, len(ch), ErrTooLarge)
 		}
-		buf.Write(appendValue(hdr[:0], r.at, e.Channel, nil))
+		buf.Write(appendValue(hdr[:0], r.at, ch, nil))
 		start := buf.Len()
-		if err := enc.Encode(e); err != nil {
+		if err := writeData(i, buf); err != nil {
 			valueBufs.Put(buf)
-			return nil, fmt.Errorf("append: event %d: encode event: %w", i, err)
+			return nil, err
 		}
-		if n := buf.Len() - start; n > MaxEventBytes {
+		if dn := buf.Len() - start; dn > MaxEventBytes {
 			valueBufs.Put(buf)
-			return nil, fmt.Errorf("append: event %d: %d bytes, limit %d: %w", i, n, MaxEventBytes, ErrTooLarge)
+			return nil, fmt.Errorf("append: event %d: %d bytes, limit %d: %w", i, dn, MaxEventBytes, ErrTooLarge)
 		}
 		ends[i] = buf.Len()
-		r.chans[i] = e.Channel
-		if q.opts.Overflow[e.Channel] != OverflowDropOldest {
+		r.chans[i] = ch
+		if q.opts.Overflow[ch] != OverflowDropOldest {
 			r.allDrop = false
 		}
 	}
@@ -87,6 +112,36 @@ func (q *Queue) newAppendReq(events []protocol.Event) (*appendReq, error) {
 	}
 	r.buf = buf
 	return r, nil
+}
+
+// AppendEncoded is Append for events already encoded as
+// protocol.MarshalEvent encodes them, such as those of
+// protocol.Mapper.DecodeEncoded: it stores each event's Data as it is,
+// under its Channel (which the overflow policy and the per-channel counts
+// use). It does not check that Data decodes; the caller vouches for it.
+// Data is copied before AppendEncoded returns.
+func (q *Queue) AppendEncoded(ctx context.Context, events []protocol.EncodedEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
+	if err := q.begin(); err != nil {
+		return err
+	}
+	defer q.inflight.Done()
+	r, err := q.newEncodedAppendReq(events)
+	if err != nil {
+		return err
+	}
+	select {
+	case q.reqs <- r:
+	case <-ctx.Done():
+		r.release()
+		return fmt.Errorf("append: %w", ctx.Err())
+	}
+	// The committer is done with r once it has sent the result.
+	err = <-r.done
+	r.release()
+	return err
 }
 
 // release recycles r's value buffer; r.vals must not be used afterwards.
