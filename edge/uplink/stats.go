@@ -27,6 +27,9 @@ type Stats struct {
 	Reconnects uint64
 	// InFlight is the number of published batches awaiting the hub's ack.
 	InFlight int
+	// DeleteFailures counts failed deletions of acked events from the
+	// queue; each is retried with backoff. Non-zero points at the disk.
+	DeleteFailures uint64
 }
 
 // Stats returns the current statistics. Safe for concurrent use.
@@ -39,6 +42,7 @@ func (f *Forwarder) Stats() Stats {
 		Rejected:        f.rejected.Load(),
 		Reconnects:      f.reconnects.Load(),
 		InFlight:        int(f.inFlight.Load()),
+		DeleteFailures:  f.deletesFailed.Load(),
 	}
 	if ns := f.lastAckAt.Load(); ns != 0 {
 		s.LastAckAt = time.Unix(0, ns)
@@ -58,6 +62,7 @@ func newCollectors(f *Forwarder) collectorSet {
 		counter("unico_edge_uplink_reconnects_total", "Reconnection attempts to the hub's broker.", f.reconnects.Load),
 		counter("unico_edge_batch_resends_total", "Batches published again because the hub had not acked them.", f.resends.Load),
 		counter("unico_edge_batches_rejected_total", "Batches the hub rejected; they stay queued and are resent.", f.rejected.Load),
+		counter("unico_edge_queue_delete_failures_total", "Failed deletions of hub-acknowledged events from the queue; each is retried.", f.deletesFailed.Load),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "unico_edge_hub_connected", Help: "1 when connected to the hub's broker."}, func() float64 {
 			if f.connected.Load() {
 				return 1
@@ -73,8 +78,8 @@ func newCollectors(f *Forwarder) collectorSet {
 // Collectors returns the forwarder's Prometheus collectors for the agent to
 // register: unico_edge_batches_sent_total, unico_edge_events_forwarded_total,
 // unico_edge_uplink_reconnects_total, unico_edge_batch_resends_total,
-// unico_edge_batches_rejected_total, unico_edge_hub_connected and
-// unico_edge_batches_in_flight.
+// unico_edge_batches_rejected_total, unico_edge_queue_delete_failures_total,
+// unico_edge_hub_connected and unico_edge_batches_in_flight.
 func (f *Forwarder) Collectors() []prometheus.Collector {
 	return append([]prometheus.Collector(nil), f.collectors...)
 }

@@ -62,17 +62,35 @@ type Record struct {
 }
 
 // Source is the durable queue the forwarder drains (the edge agent adapts
-// edge/queue's Queue to it). The forwarder calls Read and Ack from one
-// goroutine and Wait from another.
+// edge/queue's Queue to it). The forwarder calls Read, Ack and Wait from
+// three different goroutines, each method from one goroutine only.
 type Source interface {
 	// Read returns queued records with Seq >= from in seq order, at most
 	// maxEvents and about maxBytes of Data, at least one when any is queued.
 	Read(from uint64, maxEvents, maxBytes int) ([]Record, error)
 	// Wait blocks until a record with Seq >= seq is queued or ctx is done.
 	Wait(ctx context.Context, seq uint64) error
-	// Ack deletes the records with first <= Seq <= last, durably.
+	// Ack deletes the records with first <= Seq <= last, durably. Seqs
+	// already deleted are ignored, so a failed Ack can be retried.
 	Ack(first, last uint64) error
 }
+
+// The forwarder deletes acked events off its sending path. The session
+// goroutine hands every range the hub acked (ok) to a deleter goroutine and
+// goes on reading and publishing; the deleter merges the adjacent ranges
+// waiting for it and deletes each merged range with one Source.Ack, so a
+// backlog drains with one durable delete per burst of acks instead of one
+// per batch. The resume point moves on as soon as the hub acks: a range the
+// hub acked is never resent in this process, whether or not it is deleted
+// yet. If the process dies before a delete is durable, the range is resent
+// after the restart and the hub recognises its events. A failing delete is
+// retried with backoff; while it fails, at most deleteBuffer acked ranges
+// wait, then the session blocks, so forwarding stops rather than piling up
+// work.
+const deleteBuffer = 2 * maxWindow
+
+// span is an inclusive range of seqs the hub acked.
+type span struct{ first, last uint64 }
 
 // Forwarder drains a Source to the hub. Create it with New and start it
 // with Run.
@@ -102,6 +120,11 @@ type Forwarder struct {
 
 	// current is the live connection, for Publish; nil when disconnected.
 	current atomic.Pointer[mqtt.Client]
+
+	// deletes carries acked ranges to the deleter; set by Run.
+	deletes chan span
+	// deletesFailed counts failed Source.Ack calls (each is retried).
+	deletesFailed atomic.Uint64
 
 	// Owned by the Run goroutine.
 	floor       uint64 // lowest seq not known to be acked: the resume point
@@ -160,6 +183,18 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		return ErrRunning
 	}
 	defer f.running.Store(false)
+	f.deletes = make(chan span, deleteBuffer)
+	deleterDone := make(chan struct{})
+	go func() {
+		defer close(deleterDone)
+		f.deleteLoop(ctx, f.deletes)
+	}()
+	// The deleter finishes the ranges handed to it before Run returns, so
+	// a clean shutdown leaves nothing acked in the queue.
+	defer func() {
+		close(f.deletes)
+		<-deleterDone
+	}()
 	attempt := 0
 	for {
 		progressed, err := f.session(ctx)
@@ -420,7 +455,7 @@ func (f *Forwarder) session(ctx context.Context) (progressed bool, err error) {
 					f.log.Warn("ignoring ack for another edge", "edge", a.EdgeID)
 				} else {
 					matched := slices.ContainsFunc(window, func(b batch) bool { return b.first == a.FirstSeq && b.last == a.LastSeq })
-					window, next, pauseUntil, retries, err = f.handleAck(a, window, next, pauseUntil, retries)
+					window, next, pauseUntil, retries, err = f.handleAck(ctx, a, window, next, pauseUntil, retries)
 					if err != nil {
 						return progressed, err
 					}
@@ -450,7 +485,7 @@ func (f *Forwarder) session(ctx context.Context) (progressed bool, err error) {
 }
 
 // handleAck applies one ack from the hub to the window.
-func (f *Forwarder) handleAck(a protocol.Ack, window []batch, next uint64, pauseUntil time.Time, retries int) ([]batch, uint64, time.Time, int, error) {
+func (f *Forwarder) handleAck(ctx context.Context, a protocol.Ack, window []batch, next uint64, pauseUntil time.Time, retries int) ([]batch, uint64, time.Time, int, error) {
 	i := -1
 	for j := range window {
 		if window[j].first == a.FirstSeq && window[j].last == a.LastSeq {
@@ -467,12 +502,12 @@ func (f *Forwarder) handleAck(a protocol.Ack, window []batch, next uint64, pause
 	switch a.Status {
 	case protocol.AckOK:
 		if !window[i].acked {
-			if err := f.src.Ack(a.FirstSeq, a.LastSeq); err != nil {
-				return window, next, pauseUntil, retries, fmt.Errorf("ack queue %d-%d: %w", a.FirstSeq, a.LastSeq, err)
-			}
 			window[i].acked = true
 			f.eventsForwarded.Add(uint64(window[i].events))
 			f.lastAckAt.Store(now.UnixNano())
+			if err := f.deleteLater(ctx, span{a.FirstSeq, a.LastSeq}); err != nil {
+				return window, next, pauseUntil, retries, err
+			}
 		}
 		for len(window) > 0 && window[0].acked {
 			f.floor = window[0].last + 1
@@ -512,4 +547,103 @@ func (f *Forwarder) Publish(topic string, payload []byte, timeout time.Duration)
 		return fmt.Errorf("publish %s: no PUBACK within %v", topic, timeout)
 	}
 	return tok.Error()
+}
+
+// deleteLater hands an acked range to the deleter, waiting while its buffer
+// is full.
+func (f *Forwarder) deleteLater(ctx context.Context, s span) error {
+	select {
+	case f.deletes <- s:
+		return nil
+	default:
+	}
+	select {
+	case f.deletes <- s:
+		return nil
+	case <-ctx.Done():
+		// Not deleted: the range is resent after a restart.
+		return ctx.Err()
+	}
+}
+
+// deleteLoop deletes the ranges received on in from the source until in is
+// closed. It merges adjacent waiting ranges into one Source.Ack and retries
+// a failed one with backoff; once ctx is done it makes one last attempt per
+// range instead of waiting.
+func (f *Forwarder) deleteLoop(ctx context.Context, in <-chan span) {
+	var pending []span
+	attempt := 0
+	open := true
+	for open || len(pending) > 0 {
+		if len(pending) == 0 {
+			s, ok := <-in
+			if !ok {
+				return
+			}
+			pending = append(pending, s)
+		}
+	more:
+		for open && len(pending) < deleteBuffer {
+			select {
+			case s, ok := <-in:
+				if !ok {
+					open = false
+					break more
+				}
+				pending = append(pending, s)
+			default:
+				break more
+			}
+		}
+		pending = mergeSpans(pending)
+		for len(pending) > 0 {
+			s := pending[0]
+			err := f.src.Ack(s.first, s.last)
+			if err == nil {
+				pending = pending[1:]
+				attempt = 0
+				continue
+			}
+			f.deletesFailed.Add(1)
+			if !open || ctx.Err() != nil {
+				f.log.Error("delete of acked events failed at shutdown; they are resent after the restart",
+					"first", s.first, "last", s.last, "err", err)
+				pending = pending[1:]
+				continue
+			}
+			d := f.backoff(attempt)
+			attempt++
+			f.log.Error("delete of acked events failed, retrying", "first", s.first, "last", s.last, "err", err, "retry_in", d)
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+			}
+			break
+		}
+	}
+}
+
+// mergeSpans sorts spans by first seq and merges those that overlap or
+// touch. Spans with a gap between them stay apart: the gap is not acked.
+func mergeSpans(ss []span) []span {
+	slices.SortFunc(ss, func(a, b span) int {
+		switch {
+		case a.first < b.first:
+			return -1
+		case a.first > b.first:
+			return 1
+		}
+		return 0
+	})
+	out := ss[:0]
+	for _, s := range ss {
+		if n := len(out); n > 0 && s.first <= out[n-1].last+1 {
+			out[n-1].last = max(out[n-1].last, s.last)
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
 }

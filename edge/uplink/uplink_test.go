@@ -150,7 +150,7 @@ func TestCollectors(t *testing.T) {
 	want := []string{
 		"unico_edge_batch_resends_total", "unico_edge_batches_in_flight", "unico_edge_batches_rejected_total",
 		"unico_edge_batches_sent_total", "unico_edge_events_forwarded_total", "unico_edge_hub_connected",
-		"unico_edge_uplink_reconnects_total",
+		"unico_edge_queue_delete_failures_total", "unico_edge_uplink_reconnects_total",
 	}
 	if diff := cmp.Diff(want, names); diff != "" {
 		t.Errorf("metric names (-want +got):\n%s", diff)
