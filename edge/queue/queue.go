@@ -382,11 +382,10 @@ func (q *Queue) Read(from uint64, maxEvents, maxBytes int) ([]Record, error) {
 func (q *Queue) read(start uint64, maxEvents, maxBytes int) (recs []Record, corrupt []uint64, err error) {
 	txn := q.db.NewTransaction(false)
 	defer txn.Discard()
-	it := txn.NewIterator(badger.IteratorOptions{
-		PrefetchValues: true,
-		PrefetchSize:   min(maxEvents, 100),
-		Prefix:         []byte{prefixEvent},
-	})
+	// Values live in the LSM tree (they are far below ValueThreshold), so
+	// item.Value is a slice of the memtable or of a table block and costs
+	// no read; prefetching would only copy every value once more.
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixEvent}})
 	defer it.Close()
 	var arena []byte
 	size := 0
