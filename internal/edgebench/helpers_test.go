@@ -49,6 +49,18 @@ func binaries(tb testing.TB) {
 		tb.Skip("SKIP: runs the built edge-agent and hub binaries (runs without -short)")
 	}
 	buildOnce.Do(func() {
+		// EDGEBENCH_BIN names a directory of prebuilt hub and edge-agent
+		// binaries, to compare builds (of another commit, say).
+		if dir := os.Getenv("EDGEBENCH_BIN"); dir != "" {
+			for _, name := range []string{"hub", "edge-agent"} {
+				if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+					buildErr = fmt.Errorf("EDGEBENCH_BIN: %w", err)
+					return
+				}
+			}
+			binDir = dir
+			return
+		}
 		cmd := exec.Command("go", "build", "-o", binDir+"/", "../../cmd/hub", "../../cmd/edge-agent")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
