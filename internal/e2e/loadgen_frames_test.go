@@ -1,0 +1,226 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	bridge "github.com/unico-cdp/unico/firmware-bridge"
+	"github.com/unico-cdp/unico/protocol"
+	"github.com/unico-cdp/unico/simulate"
+)
+
+var (
+	loadgenOnce sync.Once
+	loadgenErr  error
+)
+
+// loadgenBinary builds cmd/loadgen next to the other binaries.
+func loadgenBinary(t *testing.T) string {
+	t.Helper()
+	binaries(t)
+	loadgenOnce.Do(func() {
+		out, err := exec.Command("go", "build", "-o", binDir+"/", "../../cmd/loadgen").CombinedOutput()
+		if err != nil {
+			loadgenErr = fmt.Errorf("go build loadgen: %v\n%s", err, out)
+		}
+	})
+	if loadgenErr != nil {
+		t.Fatal(loadgenErr)
+	}
+	return filepath.Join(binDir, "loadgen")
+}
+
+// loadgenSummary is the part of loadgen's JSON summary the test reads.
+type loadgenSummary struct {
+	Accepted int64                  `json:"accepted"`
+	Rejected int64                  `json:"rejected"`
+	Frames   *simulate.FrameSummary `json:"frames"`
+}
+
+// TestLoadgenSensorFrames runs loadgen with presence as sensor frames
+// against an edge agent with its device listener: visits by shoppers with
+// the app (whose identify over HTTP links their beacon id) and without it
+// (a hashed MAC address per visit), reported by six authenticated sensors
+// per store. The hub must end with exactly the HTTP events loadgen had
+// accepted plus the presence events loadgen expects from its PUBACKed
+// frames, every person's presence events on the identifiers the ground
+// truth gives them, and every app beacon on its owner's profile.
+func TestLoadgenSensorFrames(t *testing.T) {
+	lg := loadgenBinary(t)
+	dir := t.TempDir()
+	creds := filepath.Join(dir, "devices.txt")
+	if out, err := exec.Command(lg, "--write-device-credentials", creds, "--stores", "2").CombinedOutput(); err != nil {
+		t.Fatalf("loadgen --write-device-credentials: %v\n%s", err, out)
+	}
+	const minDwell, exitTimeout = "1s", "2s"
+	hub := startHub(t, filepath.Join(dir, "hub"))
+	devPort := freePort(t)
+	edge := startEdge(t, filepath.Join(dir, "edge"), "store-f", hub.mqtt,
+		"--device-mqtt-addr", fmt.Sprintf("127.0.0.1:%d", devPort), "--device-credentials", creds,
+		"--presence-zones", simulate.ZoneMap(), "--presence-min-dwell", minDwell, "--presence-exit-timeout", exitTimeout,
+		"--identifier-rules", "traits.beacon_id=beacon_id")
+
+	truthPath := filepath.Join(dir, "truth.jsonl")
+	cmd := exec.CommandContext(t.Context(), lg, "--edge", fmt.Sprintf("http://127.0.0.1:%d", edge.http), "--write-key", "wk",
+		"--country-code", "44", "--device-mqtt", fmt.Sprintf("mqtt://127.0.0.1:%d", devPort), "--device-credentials", creds,
+		"--mix", "presence=1", "--rate", "25", "--duration", "4s", "--population", "150", "--stores", "2", "--seed", "5",
+		"--frame-interval", "200ms", "--presence-min-dwell", minDwell, "--presence-exit-timeout", exitTimeout,
+		"--truth", truthPath, "--quiet")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("loadgen: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	var sum loadgenSummary
+	if err := json.Unmarshal(stdout.Bytes(), &sum); err != nil || sum.Frames == nil {
+		t.Fatalf("loadgen summary %q: %v", stdout.String(), err)
+	}
+	fs := sum.Frames
+	t.Logf("loadgen: %d HTTP events accepted; frames %+v", sum.Accepted, *fs)
+	if sum.Rejected != 0 || fs.FramesUnacked != 0 || fs.FramesAcked != fs.FramesSent || !fs.Exact {
+		t.Fatalf("loadgen did not deliver everything: rejected %d, frames %d sent %d acked %d unacked, exact %v",
+			sum.Rejected, fs.FramesSent, fs.FramesAcked, fs.FramesUnacked, fs.Exact)
+	}
+	if fs.Sensors != 2*simulate.NumZones || fs.Visits < 20 || fs.SightingsAcked == 0 || fs.WeakAcked == 0 {
+		t.Fatalf("too little traffic for the test to mean anything: %+v", *fs)
+	}
+	for _, name := range []string{bridge.EventEnter, bridge.EventZoneDwell, bridge.EventExit} {
+		if fs.ExpectedEvents[name] == 0 {
+			t.Fatalf("loadgen expects no %s event: %v", name, fs.ExpectedEvents)
+		}
+	}
+	// Every visit ends with an exit, and every enter opened one visit.
+	if fs.ExpectedEvents[bridge.EventEnter] != fs.ExpectedEvents[bridge.EventExit] {
+		t.Fatalf("expected enters and exits differ: %v", fs.ExpectedEvents)
+	}
+
+	// Exits come after the exit timeout and the agent's next tick.
+	want := sum.Accepted + fs.ExpectedTotal
+	var got int64
+	stable := time.Time{}
+	waitFor(t, 60*time.Second, fmt.Sprintf("the hub to hold %d events", want), func() bool {
+		n := hub.events(t)
+		st, ok := edge.status(t)
+		if n != got {
+			got, stable = n, time.Now()
+		}
+		// Once the count is reached, make sure no more come.
+		return ok && st.QueueDepth == 0 && n >= want && time.Since(stable) >= 2*time.Second
+	})
+	if got != want {
+		t.Fatalf("hub holds %d events, want %d (%d HTTP + %d presence)", got, want, sum.Accepted, fs.ExpectedTotal)
+	}
+
+	f, err := os.Open(truthPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	truth, err := simulate.ReadTruth(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var persons, beacons int
+	var presence int64
+	for _, r := range truth {
+		if r.PresenceEvents == 0 {
+			continue
+		}
+		persons++
+		presence += r.PresenceEvents
+		var onHub int64
+		var account protocol.Identifier
+		var beacon []protocol.Identifier
+		for _, id := range r.Identifiers {
+			switch id.Type {
+			case "beacon_id":
+				beacon = append(beacon, protocol.Identifier{Type: id.Type, Value: id.Value})
+				fallthrough
+			case "mac_hash":
+				onHub += presenceOnHub(t, hub, protocol.Identifier{Type: id.Type, Value: id.Value})
+			case "user_id":
+				account = protocol.Identifier{Type: id.Type, Value: id.Value}
+			case "anonymous_id":
+				if account.Type == "" && strings.HasPrefix(id.Value, "app-") {
+					account = protocol.Identifier{Type: id.Type, Value: id.Value}
+				}
+			}
+		}
+		if onHub != r.PresenceEvents {
+			t.Errorf("%s: the hub has %d presence events on the person's beacon and MAC hashes, loadgen expects %d", r.Person, onHub, r.PresenceEvents)
+		}
+		for _, b := range beacon {
+			beacons++
+			if account.Type == "" {
+				t.Errorf("%s: beacon %s but no account or app id in the truth", r.Person, b.Value)
+				continue
+			}
+			if pb, pa := profileID(t, hub, b), profileID(t, hub, account); pb == "" || pb != pa {
+				t.Errorf("%s: beacon %s on profile %q, the app's %s on %q", r.Person, b.Value, pb, account, pa)
+			}
+		}
+	}
+	if presence != fs.ExpectedTotal {
+		t.Errorf("the truth credits %d presence events to persons, loadgen expects %d", presence, fs.ExpectedTotal)
+	}
+	if beacons == 0 || persons == beacons {
+		t.Errorf("want visits both with and without the app: %d persons with presence, %d beacons", persons, beacons)
+	}
+	t.Logf("%d persons with presence events, %d app beacons linked, %d presence events", persons, beacons, presence)
+}
+
+// profileID returns the id of the profile holding id, or "".
+func profileID(t *testing.T, hub *hubProc, id protocol.Identifier) string {
+	t.Helper()
+	var p profileJSON
+	if hub.get(t, "/api/v1/profiles?identifier="+url.QueryEscape(id.String()), &p) != 200 {
+		return ""
+	}
+	return p.ID
+}
+
+// presenceOnHub counts the presence events carrying id on the profile
+// that holds id.
+func presenceOnHub(t *testing.T, hub *hubProc, id protocol.Identifier) int64 {
+	t.Helper()
+	pid := profileID(t, hub, id)
+	if pid == "" {
+		return 0
+	}
+	var n int64
+	cursor := ""
+	for range 100 {
+		var page struct {
+			Events []protocol.Event `json:"events"`
+			Next   string           `json:"next"`
+		}
+		path := "/api/v1/profiles/" + pid + "/events?limit=1000"
+		if cursor != "" {
+			path += "&cursor=" + url.QueryEscape(cursor)
+		}
+		if code := hub.get(t, path, &page); code != 200 {
+			t.Fatalf("GET %s: %d", path, code)
+		}
+		for i := range page.Events {
+			ev := &page.Events[i]
+			if ev.Channel == protocol.ChannelIoT && strings.HasPrefix(ev.Name, "presence.") && ev.HasIdentifier(id.Type, id.Value) {
+				n++
+			}
+		}
+		if page.Next == "" {
+			return n
+		}
+		cursor = page.Next
+	}
+	t.Fatalf("profile %s: more than 100 pages of events", pid)
+	return 0
+}
