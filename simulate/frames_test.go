@@ -103,7 +103,7 @@ func TestFrameConfigErrors(t *testing.T) {
 		{"one per edge", func(c *FrameConfig) { c.Brokers = append(c.Brokers, "mqtt://h:1") }, "2 device brokers for 1 edges"},
 		{"scheme", func(c *FrameConfig) { c.Brokers = []string{"http://h:1884"} }, "want mqtt://host:port"},
 		{"port", func(c *FrameConfig) { c.Brokers = []string{"mqtt://h"} }, "want mqtt://host:port"},
-		{"interval vs exit", func(c *FrameConfig) { c.Interval, c.ExitTimeout = time.Second, 3 * time.Second }, "quarter of the exit timeout"},
+		{"interval vs exit", func(c *FrameConfig) { c.Interval, c.ExitTimeout = time.Second, 3*time.Second }, "quarter of the exit timeout"},
 		{"interval vs dwell", func(c *FrameConfig) { c.Interval, c.MinDwell = time.Second, time.Second }, "half the minimum dwell"},
 		{"tiny interval", func(c *FrameConfig) { c.Interval = time.Millisecond }, "at least 10ms"},
 		{"rssi", func(c *FrameConfig) { c.RSSIThreshold = -120 }, "rssi threshold -120"},
