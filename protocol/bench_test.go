@@ -65,6 +65,84 @@ func BenchmarkSegmentToEnvelope(b *testing.B) {
 	}
 }
 
+// BenchmarkSegmentToStored measures what the edge does per request before
+// its queue: Segment JSON to the stored msgpack of every event.
+// path=map decodes into Events (maps for traits, properties and context)
+// and encodes each with MarshalEvent, as the edge did before DecodeEncoded;
+// path=direct is DecodeEncoded. body=edge is the request of the edgebench
+// ingest benchmark, body=kiosk trackBatch's (numbers as strings, context
+// traits with an e-mail).
+func BenchmarkSegmentToStored(b *testing.B) {
+	bodies := []struct {
+		name string
+		body func(n int) []byte
+	}{
+		{"kiosk", trackBatch},
+		{"edge", edgeBatch},
+	}
+	for _, bd := range bodies {
+		for _, n := range []int{1, 100} {
+			for _, path := range []string{"map", "direct"} {
+				b.Run(fmt.Sprintf("body=%s/batch=%d/path=%s", bd.name, n, path), func(b *testing.B) {
+					m := benchMapper(b)
+					body := bd.body(n)
+					b.ReportAllocs()
+					b.SetBytes(int64(len(body)))
+					var evs []Event
+					var eb EncodedBatch
+					stored := 0
+					cpu0, cpuOK := processCPU()
+					for b.Loop() {
+						stored = 0
+						if path == "direct" {
+							if err := m.DecodeEncoded(EndpointBatch, body, &eb); err != nil || len(eb.Events) != n {
+								b.Fatalf("DecodeEncoded: %d events, %v", len(eb.Events), err)
+							}
+							for _, e := range eb.Events {
+								stored += len(e.Data)
+							}
+							continue
+						}
+						var err error
+						if evs, err = m.Decode(EndpointBatch, body, evs[:0]); err != nil || len(evs) != n {
+							b.Fatalf("Decode: %d events, %v", len(evs), err)
+						}
+						for i := range evs {
+							data, err := MarshalEvent(&evs[i])
+							if err != nil {
+								b.Fatal(err)
+							}
+							stored += len(data)
+						}
+					}
+					if cpu1, ok := processCPU(); ok && cpuOK {
+						// The process's CPU time, garbage collection
+						// included, per event.
+						b.ReportMetric(float64(cpu1-cpu0)/float64(b.N*n), "cpu-ns/event")
+					}
+					reportPerEvent(b, n)
+					b.ReportMetric(float64(stored)/float64(n), "stored-B/event")
+				})
+			}
+		}
+	}
+}
+
+// edgeBatch returns the /v1/batch body internal/edgebench posts: n track
+// messages of about 250 bytes.
+func edgeBatch(n int) []byte {
+	var b strings.Builder
+	b.WriteString(`{"batch":[`)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"type":"track","userId":"user-7","event":"Product Viewed","properties":{"sku":"SKU-%05d","price":19.99,"category":"shoes","size":"42"},"context":{"channel":"pos","device":{"id":"till-07"}},"timestamp":"2026-05-01T10:00:00Z"}`, i)
+	}
+	b.WriteString(`]}`)
+	return []byte(b.String())
+}
+
 func BenchmarkMarshalBatch(b *testing.B) {
 	const n = 100
 	b.Run(fmt.Sprintf("events=%d", n), func(b *testing.B) {
