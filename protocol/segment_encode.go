@@ -212,7 +212,7 @@ func (st *encState) number(v *fastjson.Value) (i int64, f float64, isInt, ok boo
 	// Int64 fails (and allocates its error) for any text with a fraction
 	// or an exponent: skip it for those.
 	st.num = v.MarshalTo(st.num[:0])
-	if bytes.IndexAny(st.num, ".eE") < 0 {
+	if !bytes.ContainsAny(st.num, ".eE") {
 		if i, err := v.Int64(); err == nil {
 			return i, 0, true, true
 		}
