@@ -124,6 +124,12 @@ func (st *encState) release() {
 	for _, s := range [...]*[]member{&st.ctx, &st.tr, &st.ct, &st.pr, &st.stack} {
 		clear(*s)
 		*s = (*s)[:0]
+		if cap(*s) > maxKeptMembers {
+			*s = nil // one huge object must not pin its scratch in a pool
+		}
+	}
+	if cap(st.order) > maxKeptMembers {
+		st.order = nil
 	}
 	clear(st.ids)
 	st.ids = st.ids[:0]
@@ -132,6 +138,9 @@ func (st *encState) release() {
 	st.out = nil
 	st.fp = fieldPath{}
 }
+
+// maxKeptMembers bounds each member scratch slice kept across requests.
+const maxKeptMembers = 1024
 
 // appendMembers appends the members of object v to dst in document order.
 func appendMembers(dst []member, v *fastjson.Value) []member {
