@@ -31,6 +31,11 @@ const (
 	// the edge's 64-frame duplicate window, so that a resent frame is
 	// never taken for a stale one.
 	MaxFrameWindow = 32
+	// zoneGap is how many intervals a beacon goes unheard between zones.
+	// With at most one missed interval besides, no beacon of a visit is
+	// unheard for more than zoneGap+2 intervals, well under the exit
+	// timeout of at least 8 intervals.
+	zoneGap = 3
 	// maxFrameSightings bounds the sightings of one frame, leaving room
 	// for a health record under bridge.MaxRecords.
 	maxFrameSightings = 120
@@ -63,7 +68,10 @@ type FrameConfig struct {
 	// without credentials.
 	Credentials map[string]string
 	// Interval is how often a sensor reports what it saw (default
-	// DefaultFrameInterval). It must be at most a quarter of ExitTimeout.
+	// DefaultFrameInterval). It must be at most an eighth of ExitTimeout
+	// and a sixth of MinDwell: a beacon goes unheard for three intervals
+	// between zones, and stays must still be clearly longer or shorter
+	// than MinDwell.
 	Interval time.Duration
 	// MinDwell, ExitTimeout and RSSIThreshold must be the edge agents'
 	// --presence-min-dwell, --presence-exit-timeout and
@@ -128,10 +136,10 @@ func (c *FrameConfig) setDefaults(edges int) error {
 		return fmt.Errorf("frames: interval %v: want at least 10ms: %w", c.Interval, ErrInvalidConfig)
 	case c.MinDwell < 0 || c.ExitTimeout < 0 || c.AckTimeout < 0 || c.ConnectTimeout < 0:
 		return fmt.Errorf("frames: negative duration: %w", ErrInvalidConfig)
-	case c.Interval*4 > c.ExitTimeout:
-		return fmt.Errorf("frames: interval %v: want at most a quarter of the exit timeout %v: %w", c.Interval, c.ExitTimeout, ErrInvalidConfig)
-	case c.Interval*2 > c.MinDwell:
-		return fmt.Errorf("frames: interval %v: want at most half the minimum dwell %v: %w", c.Interval, c.MinDwell, ErrInvalidConfig)
+	case c.Interval*8 > c.ExitTimeout:
+		return fmt.Errorf("frames: interval %v: want at most an eighth of the exit timeout %v: %w", c.Interval, c.ExitTimeout, ErrInvalidConfig)
+	case c.Interval*zoneGap*2 > c.MinDwell:
+		return fmt.Errorf("frames: interval %v: want at most a sixth of the minimum dwell %v: %w", c.Interval, c.MinDwell, ErrInvalidConfig)
 	case c.RSSIThreshold < -110 || c.RSSIThreshold > -20:
 		return fmt.Errorf("frames: rssi threshold %d: want -110 to -20 dBm: %w", c.RSSIThreshold, ErrInvalidConfig)
 	case c.MaxVisits < 0 || c.Window < 0 || c.Window > MaxFrameWindow:
@@ -239,6 +247,8 @@ type activeVisit struct {
 	start time.Time
 	ends  []time.Time // end of each stay
 	free  time.Time   // when the edge has closed the session
+	// missed is set when the last interval's advertisement was missed.
+	missed bool
 }
 
 func newFleet(ctx context.Context, pop *Population, cfg FrameConfig, truth *Truth, logger *slog.Logger) (*fleet, error) {
@@ -411,12 +421,28 @@ func (e *edgeFleet) tick(now time.Time) {
 		}
 		keep = append(keep, av)
 		i, _ := slices.BinarySearchFunc(av.ends, now, func(t, target time.Time) int { return t.Compare(target) })
-		if i >= len(av.ends) || e.rng.IntN(10) == 0 {
-			continue // the visit is over, or this advertisement was missed
+		if i >= len(av.ends) {
+			continue // the visit is over
 		}
+		if av.ends[i].Sub(now) < zoneGap*cfg.Interval {
+			// Walking to the next zone: no scanner hears it well. The gap
+			// keeps the order of the last sighting in one zone and the
+			// first in the next the same at the edge, whatever the
+			// scanners' frames' delays; a stay still lasts from its first
+			// sighting to the next stay's first.
+			continue
+		}
+		if !av.missed && e.rng.IntN(10) == 0 {
+			av.missed = true // this advertisement was missed; never two in a row
+			continue
+		}
+		av.missed = false
 		set := e.sensors[av.v.Store]
 		zone := av.v.Stays[i].Zone
-		at := now.Add(-time.Duration(e.rng.Int64N(int64(cfg.Interval))))
+		// Heard a little before the report; consecutive sightings stay
+		// at least 3/4 of an interval apart, so that delays between
+		// frames do not reorder them at the edge.
+		at := now.Add(-time.Duration(e.rng.Int64N(int64(cfg.Interval / 4))))
 		strong := min(cfg.RSSIThreshold+5+e.rng.IntN(25), max(-20, cfg.RSSIThreshold))
 		s := set[zone-1]
 		seen[s] = append(seen[s], pendingSighting{bridge.Sighting{Kind: av.v.Kind, ID: av.v.ID, RSSI: int8(strong), Zone: zone}, at})
@@ -440,8 +466,13 @@ func (e *edgeFleet) tick(now time.Time) {
 			s.watchdog(now)
 		}
 	}
+	// The agent closes a session ExitTimeout after its last sighting, on
+	// a tick of its own; a session of the mirror closed that early could
+	// be split by a frame the agent received late but still in time. So
+	// the mirror closes sessions one ExitTimeout later: the exit's id
+	// comes from the last sighting either way.
 	e.mirrorMu.Lock()
-	e.account(e.mirror.Tick(now))
+	e.account(e.mirror.Tick(now.Add(-cfg.ExitTimeout)))
 	e.mirrorMu.Unlock()
 }
 

@@ -11,7 +11,11 @@
 //   - drain: 1,000,000 events queued at the edges while the hub is stopped,
 //     then the time to drain them into the restarted hub;
 //   - identity: pairwise precision, recall and F1 of the hub's profiles
-//     against loadgen's ground truth, with the causes of the errors.
+//     against loadgen's ground truth, with the causes of the errors;
+//   - sensor_frames: presence visits sent by simulated in-store sensors as
+//     binary frames over MQTT to the edges' device listeners: frames and
+//     sightings PUBACKed per second, presence events produced per second,
+//     PUBACK p50/p99 and agent peak RSS.
 //
 // BENCH_SCALE (default 1) scales event counts and durations. Every
 // scenario starts a fresh topology, has a deadline, and fails unless the
@@ -60,7 +64,7 @@ type config struct {
 	keep         bool
 }
 
-var allScenarios = []string{"edge_ingest", "pipeline", "drain", "identity"}
+var allScenarios = []string{"edge_ingest", "pipeline", "drain", "identity", "sensor_frames"}
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	c := config{}
@@ -188,7 +192,14 @@ func (b *bench) scenario(ctx context.Context, name string, rep *report) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	topo, err := startTopology(ctx, b.cfg.binDir, dir, b.logger.With("scenario", name))
+	var opts topoOptions
+	if name == "sensor_frames" {
+		var err error
+		if opts, err = b.sensorTopology(dir); err != nil {
+			return err
+		}
+	}
+	topo, err := startTopology(ctx, b.cfg.binDir, dir, b.logger.With("scenario", name), opts)
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
@@ -202,6 +213,8 @@ func (b *bench) scenario(ctx context.Context, name string, rep *report) error {
 		err = b.drain(ctx, topo, rep)
 	case "identity":
 		err = b.identity(ctx, topo, rep)
+	case "sensor_frames":
+		err = b.sensorFrames(ctx, topo, rep)
 	}
 	if err != nil {
 		return fmt.Errorf("%w\n%s", err, topo.logTails())

@@ -168,6 +168,7 @@ func TestBenchSmoke(t *testing.T) {
 	}
 	figure := map[string]string{
 		"edge_ingest": "events_per_s", "pipeline": "e2e_p99_ms", "drain": "drain_s", "identity": "f1",
+		"sensor_frames": "frames_acked_per_s",
 	}
 	var seen []string
 	sc := bufio.NewScanner(&stdout)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/unico-cdp/unico/internal/edgebench"
 	"github.com/unico-cdp/unico/internal/procs"
+	"github.com/unico-cdp/unico/simulate"
 )
 
 const (
@@ -43,12 +44,37 @@ type topology struct {
 	hubMQTT  int
 	edges    []*procs.Proc
 	edgeHTTP []int
-	client   *http.Client
-	logger   *slog.Logger
+	// deviceMQTT are the edges' device listeners, when they serve sensors.
+	deviceMQTT []string
+	presence   *presenceOptions
+	client     *http.Client
+	logger     *slog.Logger
 }
 
-func startTopology(ctx context.Context, binDir, dir string, logger *slog.Logger) (*topology, error) {
-	t := &topology{dir: dir, client: &http.Client{Timeout: 30 * time.Second}, logger: logger}
+// topoOptions are a scenario's extras: with presence set, every edge
+// serves presence sensors on a device listener of its own.
+type topoOptions struct {
+	presence *presenceOptions
+}
+
+// presenceOptions configure the edges' device listeners.
+type presenceOptions struct {
+	// credentials is the sensors' credentials file.
+	credentials string
+	// minDwell and exitTimeout are the agents' (and loadgen's) presence
+	// timing.
+	minDwell, exitTimeout time.Duration
+}
+
+// args returns the agent flags of a device listener on port.
+func (o *presenceOptions) args(port int) []string {
+	return []string{"--device-mqtt-addr", fmt.Sprintf("127.0.0.1:%d", port), "--device-credentials", o.credentials,
+		"--presence-zones", simulate.ZoneMap(), "--presence-min-dwell", o.minDwell.String(),
+		"--presence-exit-timeout", o.exitTimeout.String(), "--identifier-rules", "traits.beacon_id=beacon_id"}
+}
+
+func startTopology(ctx context.Context, binDir, dir string, logger *slog.Logger, opts topoOptions) (*topology, error) {
+	t := &topology{dir: dir, client: &http.Client{Timeout: 30 * time.Second}, logger: logger, presence: opts.presence}
 	var err error
 	if t.hubHTTP, err = procs.FreePort(); err != nil {
 		return nil, err
@@ -76,6 +102,15 @@ func startTopology(ctx context.Context, binDir, dir string, logger *slog.Logger)
 			"--http-addr", fmt.Sprintf("127.0.0.1:%d", port), "--hub-url", fmt.Sprintf("mqtt://127.0.0.1:%d", t.hubMQTT),
 			"--default-channel", "pos", "--default-country-code", countryCode, "--log-level", "warn",
 		}}
+		if opts.presence != nil {
+			devPort, err := procs.FreePort()
+			if err != nil {
+				t.close()
+				return nil, err
+			}
+			e.Args = append(e.Args, opts.presence.args(devPort)...)
+			t.deviceMQTT = append(t.deviceMQTT, fmt.Sprintf("mqtt://127.0.0.1:%d", devPort))
+		}
 		t.edges = append(t.edges, e)
 		t.edgeHTTP = append(t.edgeHTTP, port)
 		if err := e.StartAndWait(ctx, startTimeout, pollEvery, e.Name+" /healthz", func(ctx context.Context) bool {
@@ -406,6 +441,8 @@ type loadResult struct {
 	P99        float64 `json:"p99_ms"`
 	CPUSeconds float64 `json:"cpu_s"`
 	PeakRSSMiB float64 `json:"-"`
+	// Frames is set when presence went as sensor frames.
+	Frames *simulate.FrameSummary `json:"frames"`
 }
 
 // runLoadgen runs the loadgen binary against the edges with extra flags
