@@ -73,7 +73,7 @@ func TestLoadgenSensorFrames(t *testing.T) {
 	cmd := exec.CommandContext(t.Context(), lg, "--edge", fmt.Sprintf("http://127.0.0.1:%d", edge.http), "--write-key", "wk",
 		"--country-code", "44", "--device-mqtt", fmt.Sprintf("mqtt://127.0.0.1:%d", devPort), "--device-credentials", creds,
 		"--mix", "presence=1", "--rate", "25", "--duration", "4s", "--population", "150", "--stores", "2", "--seed", "5",
-		"--frame-interval", "200ms", "--presence-min-dwell", minDwell, "--presence-exit-timeout", exitTimeout,
+		"--frame-interval", "150ms", "--presence-min-dwell", minDwell, "--presence-exit-timeout", exitTimeout,
 		"--truth", truthPath, "--quiet")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
