@@ -42,6 +42,10 @@ type Batch struct {
 	// so the hub can show how far behind each edge is.
 	Backlog int64   `msgpack:"bl,omitempty"`
 	Events  []Event `msgpack:"ev"`
+	// Raw, when a receiver sets it (see BatchEventBytes), holds the encoded
+	// bytes of each event in Events, so that they can be stored without
+	// encoding them again. It is never sent.
+	Raw [][]byte `msgpack:"-" json:"-"`
 }
 
 // AckStatus says what the hub did with a batch.

@@ -1,7 +1,9 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -128,7 +130,65 @@ func TestRapidBatchRoundTrip(t *testing.T) {
 		if diff := cmp.Diff(in, &got2, cmpOpts); diff != "" {
 			t.Fatalf("raw batch round trip (-want +got):\n%s", diff)
 		}
+
+		// The hub's path: each event's bytes found in the wire batch, the
+		// exact bytes the edge queued.
+		checkEventBytes(t, b, in)
+		checkEventBytes(t, rb, in)
+		got3, err := BatchEventBytes(rb)
+		if err != nil {
+			t.Fatalf("BatchEventBytes: %v", err)
+		}
+		for i := range raws {
+			if !bytes.Equal(got3[i], raws[i]) {
+				t.Fatalf("event %d: bytes %x, queued %x", i, got3[i], raws[i])
+			}
+		}
 	})
+}
+
+func TestBatchEventBytesErrors(t *testing.T) {
+	ack, _ := Marshal(sampleAck())
+	tests := []struct {
+		name string
+		in   []byte
+		want error
+	}{
+		{"short", []byte{Magic}, ErrMalformed},
+		{"not a batch", ack, ErrKind},
+		{"not a map", []byte{Magic, WireVersion, byte(KindBatch), 0x91, 0x01}, ErrMalformed},
+		{"key not a string", []byte{Magic, WireVersion, byte(KindBatch), 0x81, 0x01, 0x02}, ErrMalformed},
+		{"events not an array", []byte{Magic, WireVersion, byte(KindBatch), 0x81, 0xa2, 'e', 'v', 0x05}, ErrMalformed},
+		{"array longer than the payload", []byte{Magic, WireVersion, byte(KindBatch), 0x81, 0xa2, 'e', 'v', 0xdc, 0xff, 0xff}, ErrTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := BatchEventBytes(tt.in)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("err %v, want %v", err, tt.want)
+			}
+		})
+	}
+	// The last of repeated keys wins, as in msgpack decoding.
+	ev := func(id byte) []byte {
+		return []byte{0x82, 0xa2, 'i', 'd', 0xa1, id, 0xa2, 't', 'y', 0xa5, 't', 'r', 'a', 'c', 'k'}
+	}
+	two := []byte{Magic, WireVersion, byte(KindBatch), 0x82, 0xa2, 'e', 'v', 0x91}
+	two = append(two, ev('a')...)
+	two = append(two, 0xa2, 'e', 'v', 0x92)
+	two = append(append(two, ev('b')...), ev('c')...)
+	got, err := BatchEventBytes(two)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("repeated ev: %d events, %v; want the last array's 2", len(got), err)
+	}
+	var bt Batch
+	if err := Unmarshal(two, &bt, Limits{}); err != nil || len(bt.Events) != 2 {
+		t.Fatalf("Unmarshal of repeated ev: %d events, %v", len(bt.Events), err)
+	}
+	checkEventBytes(t, two, &bt)
+	if bt.Events[0].ID != "b" {
+		t.Fatalf("first event %q, want b", bt.Events[0].ID)
+	}
 }
 
 func TestRapidAckRoundTrip(t *testing.T) {

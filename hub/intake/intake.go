@@ -244,6 +244,10 @@ func (in *Intake) onBatch(_ paho.Client, m paho.Message) {
 		if b.Tenant == "" {
 			b.Tenant = tenant
 		}
+		// The store keeps the events as the edge encoded them.
+		if raw, err := protocol.BatchEventBytes(m.Payload()); err == nil && len(raw) == len(b.Events) {
+			b.Raw = raw
+		}
 		w.batch = &b
 	}
 	select {

@@ -304,13 +304,17 @@ func (s *Store) CommitMany(ctx context.Context, bs []*protocol.Batch) ([]Result,
 				}
 				t = s.newTx()
 			}
-			dup, err := t.addEvent(&b.Events[i])
+			var raw []byte
+			if len(b.Raw) == len(b.Events) {
+				raw = b.Raw[i]
+			}
+			dup, err := t.addEvent(&b.Events[i], raw)
 			if errors.Is(err, errFlushFirst) {
 				if err := t.commit(); err != nil {
 					return res, err
 				}
 				t = s.newTx()
-				dup, err = t.addEvent(&b.Events[i])
+				dup, err = t.addEvent(&b.Events[i], raw)
 			}
 			if err != nil {
 				return res, fmt.Errorf("event %q: %w", b.Events[i].ID, err)
@@ -538,7 +542,10 @@ func (t *tx) loadEvent(id string) (*protocol.Event, error) {
 // Badger sorts all of a transaction's pending writes for every iterator.
 var errFlushFirst = errors.New("flush before re-partition")
 
-func (t *tx) addEvent(e *protocol.Event) (bool, error) {
+//
+// raw, when not nil, is e as encoded by the sender (MarshalEvent's form),
+// stored as it is.
+func (t *tx) addEvent(e *protocol.Event, raw []byte) (bool, error) {
 	if e.ID == "" {
 		return false, errors.New("event without id")
 	}
@@ -554,9 +561,10 @@ func (t *tx) addEvent(e *protocol.Event) (bool, error) {
 	if p.reason != "" && t.n > 0 {
 		return false, errFlushFirst
 	}
-	raw, err := protocol.MarshalEvent(e)
-	if err != nil {
-		return false, err
+	if raw == nil {
+		if raw, err = protocol.MarshalEvent(e); err != nil {
+			return false, err
+		}
 	}
 	if err := t.set(eventKey(e.ID), raw); err != nil {
 		return false, fmt.Errorf("write event: %w", err)
