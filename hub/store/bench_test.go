@@ -128,3 +128,74 @@ func cpuTime() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkCommitWire measures the hub's intake path per event: wire
+// batches of 100 events (as edges send them) decoded, their event bytes
+// located, and committed in groups of 10 batches per call (the intake's
+// group commit when several batches wait). Only the wire bytes are held
+// in memory between rounds, as in the running hub.
+func BenchmarkCommitWire(b *testing.B) {
+	const total, batch, group = 200_000, 100, 10
+	evs := simEvents(b, 20_000, total)
+	wire := make([][]byte, 0, total/batch)
+	for i := 0; i < total; i += batch {
+		raws := make([][]byte, 0, batch)
+		for j := i; j < i+batch; j++ {
+			r, err := protocol.MarshalEvent(&evs[j])
+			if err != nil {
+				b.Fatal(err)
+			}
+			raws = append(raws, r)
+		}
+		w, err := protocol.MarshalRawBatch("t", "e1", uint64(i+1), uint64(i+batch), time.Now(), raws)
+		if err != nil {
+			b.Fatal(err)
+		}
+		wire = append(wire, w)
+	}
+	evs = nil
+	s, err := Open(Options{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	var committed, next int
+	var lat []time.Duration
+	cpu0 := cpuTime()
+	start := time.Now()
+	for b.Loop() {
+		if next+group > len(wire) {
+			b.Fatalf("more than %d events asked for; use -benchtime %dx or less", total, len(wire)/group)
+		}
+		t0 := time.Now()
+		bs := make([]*protocol.Batch, group)
+		for k := range bs {
+			w := wire[next+k]
+			bt := &protocol.Batch{}
+			if err := protocol.Unmarshal(w, bt, protocol.Limits{}); err != nil {
+				b.Fatal(err)
+			}
+			if bt.Raw, err = protocol.BatchEventBytes(w); err != nil {
+				b.Fatal(err)
+			}
+			bs[k] = bt
+		}
+		next += group
+		res, err := s.CommitMany(ctx, bs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+		for _, r := range res {
+			committed += r.Accepted
+		}
+	}
+	el := time.Since(start).Seconds()
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(time.Microsecond)/float64(max(committed, 1)), "cpu-µs/event")
+	b.ReportMetric(float64(committed)/el, "events/s")
+	b.ReportMetric(percentile(lat, 0.50).Seconds()*1000, "p50-group-ms")
+	b.ReportMetric(percentile(lat, 0.99).Seconds()*1000, "p99-group-ms")
+	b.ReportMetric(peakRSSMB(), "peak-rss-MB")
+	b.ReportMetric(float64(s.Stats().Profiles), "profiles")
+}

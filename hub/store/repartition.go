@@ -153,14 +153,14 @@ func (t *tx) rewrite(c *component, causeEvent, reason string) error {
 		}
 		old[pid] = rec
 		for _, p := range [][]byte{timelinePrefix(pid), mergePrefix(pid)} {
-			if err := t.scan(p, func(k, _ []byte) error { return t.btx.Delete(k) }); err != nil {
+			if err := t.scan(p, func(k, _ []byte) error { return t.del(k) }); err != nil {
 				return err
 			}
 		}
 	}
 	for _, e := range evs {
 		for _, x := range r.Identifiers(e) {
-			if err := t.btx.Delete(crossKey(x, e.ID)); err != nil {
+			if err := t.del(crossKey(x, e.ID)); err != nil {
 				return err
 			}
 		}

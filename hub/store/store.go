@@ -11,12 +11,14 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -348,8 +350,12 @@ type markedChange struct {
 // tx is one Badger transaction with decoded nodes and profiles kept until
 // commit.
 type tx struct {
-	s        *Store
-	btx      *badger.Txn
+	s   *Store
+	btx *badger.Txn
+	// rtx is a read-only view of what is committed, for scan; overlay
+	// holds this transaction's writes to the scanned tables.
+	rtx      *badger.Txn
+	overlay  map[string]overlayWrite
 	nodes    map[protocol.Identifier]*node
 	dirtyN   map[protocol.Identifier]bool
 	profiles map[string]*record // nil value: deleted
@@ -368,6 +374,7 @@ func (s *Store) newTx() *tx {
 		s: s, btx: s.db.NewTransaction(true),
 		nodes: make(map[protocol.Identifier]*node), dirtyN: make(map[protocol.Identifier]bool),
 		profiles: make(map[string]*record), dirtyP: make(map[string]bool),
+		overlay: make(map[string]overlayWrite),
 	}
 }
 
@@ -376,10 +383,17 @@ func (t *tx) discard() {
 		t.btx.Discard()
 		t.done = true
 	}
+	if t.rtx != nil {
+		t.rtx.Discard()
+		t.rtx = nil
+	}
 }
 
 func (t *tx) set(k, v []byte) error {
 	t.bytes += len(k) + len(v) + 32
+	if len(k) > 0 && scanned(k[0]) {
+		t.overlay[string(k)] = overlayWrite{val: v}
+	}
 	return t.btx.Set(k, v)
 }
 
@@ -542,7 +556,6 @@ func (t *tx) loadEvent(id string) (*protocol.Event, error) {
 // Badger sorts all of a transaction's pending writes for every iterator.
 var errFlushFirst = errors.New("flush before re-partition")
 
-//
 // raw, when not nil, is e as encoded by the sender (MarshalEvent's form),
 // stored as it is.
 func (t *tx) addEvent(e *protocol.Event, raw []byte) (bool, error) {
@@ -815,7 +828,7 @@ func (t *tx) absorb(surv, o *record) error {
 			return err
 		}
 		old = append(old, mr)
-		return t.btx.Delete(k)
+		return t.del(k)
 	}); err != nil {
 		return err
 	}
@@ -827,35 +840,79 @@ func (t *tx) absorb(surv, o *record) error {
 	return t.deleteProfile(o.P.ID, surv.P.ID)
 }
 
-// scan calls fn for every key with prefix, in order, inside the
-// transaction (pending writes included). Keys and values are copies.
+// scan calls fn for every key with prefix, in order, as the transaction
+// sees it (its own writes included). Keys and values are copies.
+//
+// The committed keys come from a read-only view and the transaction's own
+// writes from its overlay: an iterator of the update transaction would sort
+// all of its pending writes (thousands in a group commit) on every scan.
+// Only prefixes of the scanned tables (timeline, merge, cross) may be
+// scanned.
 func (t *tx) scan(prefix []byte, fn func(k, v []byte) error) error {
+	if len(prefix) == 0 || !scanned(prefix[0]) {
+		return fmt.Errorf("scan of table %q: not kept in the overlay", prefix[:min(1, len(prefix))])
+	}
+	if t.rtx == nil {
+		t.rtx = t.s.db.NewTransaction(false)
+	}
 	opts := badger.DefaultIteratorOptions
 	opts.Prefix = prefix
-	it := t.btx.NewIterator(opts)
-	var keys, vals [][]byte
+	it := t.rtx.NewIterator(opts)
+	type kv struct{ k, v []byte }
+	var found []kv
 	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
 		item := it.Item()
+		if _, ok := t.overlay[string(item.Key())]; ok {
+			continue // written or deleted in this transaction: see below
+		}
 		v, err := item.ValueCopy(nil)
 		if err != nil {
 			it.Close()
 			return err
 		}
-		keys = append(keys, item.KeyCopy(nil))
-		vals = append(vals, v)
+		found = append(found, kv{item.KeyCopy(nil), v})
 	}
 	it.Close()
-	for i := range keys {
-		if err := fn(keys[i], vals[i]); err != nil {
+	merged := len(found)
+	for k, w := range t.overlay {
+		if !w.deleted && strings.HasPrefix(k, string(prefix)) {
+			found = append(found, kv{[]byte(k), slices.Clone(w.val)})
+		}
+	}
+	if merged != len(found) {
+		slices.SortFunc(found, func(a, b kv) int { return bytes.Compare(a.k, b.k) })
+	}
+	for _, e := range found {
+		if err := fn(e.k, e.v); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// scanned reports whether keys of table are kept in a transaction's
+// overlay so that scan can see them.
+func scanned(table byte) bool {
+	return table == tTimeline || table == tMerge || table == tCross
+}
+
+// overlayWrite is a write of this transaction to a scanned table.
+type overlayWrite struct {
+	val     []byte
+	deleted bool
+}
+
+// del deletes k in the transaction.
+func (t *tx) del(k []byte) error {
+	if len(k) > 0 && scanned(k[0]) {
+		t.overlay[string(k)] = overlayWrite{deleted: true}
+	}
+	return t.btx.Delete(k)
+}
+
 func (t *tx) movePrefix(prefix []byte, rename func(k []byte) []byte) error {
 	return t.scan(prefix, func(k, v []byte) error {
-		if err := t.btx.Delete(k); err != nil {
+		if err := t.del(k); err != nil {
 			return err
 		}
 		return t.set(rename(k), v)
