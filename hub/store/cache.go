@@ -3,6 +3,7 @@ package store
 import (
 	"maps"
 	"slices"
+	"sync"
 
 	"github.com/unico-cdp/unico/protocol"
 )
@@ -12,10 +13,23 @@ import (
 // writer (under Store.mu) uses it. Entries are replaced, never mutated: a
 // transaction works on clones and installs them after a successful commit,
 // so a failed commit leaves the cache as it was.
+//
+// Readers other than the writer (the snapshot manager's Changes) may look
+// up committed profiles with committed; mu orders the writer's changes to
+// the profiles map against them. The writer itself reads without mu.
 type cache struct {
 	maxNodes, maxProfiles int
 	nodes                 map[protocol.Identifier]*node
+	mu                    sync.RWMutex
 	profiles              map[string]*record
+}
+
+// committed returns the last committed record of pid, if cached. The
+// record must not be modified.
+func (c *cache) committed(pid string) *record {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.profiles[pid]
 }
 
 func newCache(maxNodes, maxProfiles int) *cache {
@@ -59,6 +73,8 @@ func (c *cache) install(t *tx) {
 	for x := range t.nodes {
 		c.nodes[x] = t.nodes[x]
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for pid, r := range t.profiles {
 		if r == nil {
 			delete(c.profiles, pid)
@@ -94,5 +110,7 @@ func (c *cache) evict() {
 
 func (c *cache) reset() {
 	clear(c.nodes)
+	c.mu.Lock()
 	clear(c.profiles)
+	c.mu.Unlock()
 }

@@ -351,6 +351,11 @@ func (s *Store) Changes(limit int) ([]Change, error) {
 	err := s.db.View(func(txn *badger.Txn) error {
 		for i := range out {
 			c := &out[i]
+			// The writer's cache holds most changed profiles decoded.
+			if rec := s.cache.committed(c.ProfileID); rec != nil {
+				c.Profile = s.view(rec, c.ProfileID)
+				continue
+			}
 			rec, err := readRecord(txn, c.ProfileID)
 			switch {
 			case err == nil:
@@ -380,29 +385,27 @@ func (s *Store) ClearChanges(changes []Change) error {
 	if s.closed {
 		return ErrClosed
 	}
-	err := s.db.Update(func(txn *badger.Txn) error {
-		for _, c := range changes {
-			item, err := txn.Get(dirtyKey(c.ProfileID))
-			if errors.Is(err, badger.ErrKeyNotFound) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			v, err := item.ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			if len(v) == 8 && beUint64(v) != c.Version {
-				continue
-			}
-			if err := txn.Delete(dirtyKey(c.ProfileID)); err != nil {
-				return err
-			}
+	// pending mirrors the persisted marks and only the writer (holding
+	// s.mu) adds to it: a mark whose version moved on stays.
+	var done []string
+	s.pendingMu.Lock()
+	for _, c := range changes {
+		if v, ok := s.pending[c.ProfileID]; ok && v == c.Version {
+			done = append(done, c.ProfileID)
 		}
+	}
+	s.pendingMu.Unlock()
+	if len(done) == 0 {
 		return nil
-	})
-	if err != nil {
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, pid := range done {
+		if err := wb.Delete(dirtyKey(pid)); err != nil {
+			return err
+		}
+	}
+	if err := wb.Flush(); err != nil {
 		return err
 	}
 	s.pendingMu.Lock()
