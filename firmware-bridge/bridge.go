@@ -54,7 +54,21 @@ type Config struct {
 	RSSIThreshold int
 	// ExitTimeout is how long an identifier may go unseen before
 	// presence.exit. Default DefaultExitTimeout (2 min).
+	//
+	// Unseen is judged by the clock of the device that saw the identifier
+	// last, where it can be: its later frames' uptime (same boot) tells
+	// that it kept scanning for ExitTimeout without seeing the identifier
+	// again, however late those frames arrive. For a device that has gone
+	// silent (or rebooted) Tick falls back to the wall clock; see
+	// MaxFrameDelay.
 	ExitTimeout time.Duration
+	// MaxFrameDelay is how much later than ExitTimeout a silent device's
+	// frames may still arrive, after a reconnect backlog, without its
+	// presence sessions being split: Tick closes a session whose device
+	// has not reported past the exit timeout once the wall clock is
+	// ExitTimeout + MaxFrameDelay past the last sighting. Zero (the
+	// default) closes at ExitTimeout by the wall clock.
+	MaxFrameDelay time.Duration
 	// MinDwell is the shortest stay in a zone reported by
 	// presence.zone_dwell. Default DefaultMinDwell (30 s).
 	MinDwell time.Duration
@@ -93,6 +107,9 @@ type session struct {
 	zoneSince  int64 // unix nanoseconds of the first sighting in zone
 	zone       uint8
 	ref        eventRef // the latest sighting
+	// up is the latest sighting's time on its device's clock: uptime in
+	// milliseconds of boot ref.boot of device ref.dev.
+	up uint64
 }
 
 // Stats are the bridge's own counters.
@@ -148,7 +165,7 @@ func NewBridge(cfg Config, logger *slog.Logger) (*Bridge, error) {
 		name string
 		v    *time.Duration
 		def  time.Duration
-	}{{"exit-timeout", &cfg.ExitTimeout, DefaultExitTimeout}, {"min-dwell", &cfg.MinDwell, DefaultMinDwell}} {
+	}{{"exit-timeout", &cfg.ExitTimeout, DefaultExitTimeout}, {"min-dwell", &cfg.MinDwell, DefaultMinDwell}, {"max-frame-delay", &cfg.MaxFrameDelay, 0}} {
 		if *d.v < 0 {
 			return nil, fmt.Errorf("%s %v: negative: %w", d.name, *d.v, ErrConfig)
 		}
@@ -260,7 +277,7 @@ func (b *Bridge) Ingest(f *Frame, receivedAt time.Time) ([]protocol.Event, error
 		ref := eventRef{dev: d, boot: f.BootID, seq: f.Seq, rec: uint8(i)}
 		switch r.Type {
 		case RecordSighting:
-			out = b.sighting(out, &r.Sighting, ref, receivedAt)
+			out = b.sighting(out, &r.Sighting, ref, f.UptimeMS-min(uint64(r.Sighting.AgeMS), f.UptimeMS), receivedAt)
 		case RecordCounter:
 			c := &r.Counter
 			if c.In == 0 && c.Out == 0 {
@@ -287,8 +304,9 @@ func (b *Bridge) Ingest(f *Frame, receivedAt time.Time) ([]protocol.Event, error
 
 func ms(v uint32) time.Duration { return time.Duration(v) * time.Millisecond }
 
-// sighting updates the presence session of s's identifier.
-func (b *Bridge) sighting(out []protocol.Event, s *Sighting, ref eventRef, receivedAt time.Time) []protocol.Event {
+// sighting updates the presence session of s's identifier; up is the
+// sighting's uptime on its device.
+func (b *Bridge) sighting(out []protocol.Event, s *Sighting, ref eventRef, up uint64, receivedAt time.Time) []protocol.Event {
 	if int(s.RSSI) < b.cfg.RSSIThreshold {
 		b.weak++
 		return out
@@ -298,7 +316,7 @@ func (b *Bridge) sighting(out []protocol.Event, s *Sighting, ref eventRef, recei
 	n := copy(b.keyBuf[1:], s.ID)
 	key := b.keyBuf[:1+n]
 	ss := b.tracked[string(key)]
-	if ss != nil && t-ss.last >= int64(b.cfg.ExitTimeout) {
+	if ss != nil && b.unseenSince(ss, ref, up, t) {
 		// Unseen for longer than ExitTimeout but no Tick closed the session
 		// yet: close it now, so the result does not depend on how often
 		// Tick runs.
@@ -310,13 +328,13 @@ func (b *Bridge) sighting(out []protocol.Event, s *Sighting, ref eventRef, recei
 			b.evictions++
 			out = b.close(out, b.head, receivedAt)
 		}
-		ss = &session{key: string(key), first: t, last: t, zoneSince: t, zone: s.Zone, ref: ref}
+		ss = &session{key: string(key), first: t, last: t, zoneSince: t, zone: s.Zone, ref: ref, up: up}
 		b.tracked[ss.key] = ss
 		b.insert(ss)
 		props := map[string]any{"zone": b.zoneName(s.Zone), "zone_id": int64(s.Zone), "rssi": int64(s.RSSI)}
 		return append(out, b.event(EventEnter, ref, "", ss, time.Unix(0, t), receivedAt, props))
 	}
-	if t < ss.last {
+	if t < ss.last || (sameBoot(ss.ref, ref) && up < ss.up) {
 		// An older sighting arriving late: the session has moved on.
 		return out
 	}
@@ -327,6 +345,7 @@ func (b *Bridge) sighting(out []protocol.Event, s *Sighting, ref eventRef, recei
 	}
 	ss.last = t
 	ss.ref = ref
+	ss.up = up
 	b.unlink(ss)
 	b.insert(ss)
 	return out
@@ -362,15 +381,50 @@ func (b *Bridge) close(out []protocol.Event, ss *session, receivedAt time.Time) 
 	return out
 }
 
-// Tick closes the sessions unseen for ExitTimeout at now and returns their
-// events. Call it periodically (every few seconds).
+// sameBoot reports whether x and y are records of the same boot of the
+// same device, whose uptimes can be compared.
+func sameBoot(x, y eventRef) bool { return x.dev == y.dev && x.boot == y.boot }
+
+// unseenSince reports whether ss's identifier went unseen for ExitTimeout
+// before a sighting at up on ref's device (t on the receive clock): by
+// the device's uptime when the same device saw it last, else by the
+// receive times.
+func (b *Bridge) unseenSince(ss *session, ref eventRef, up uint64, t int64) bool {
+	if sameBoot(ss.ref, ref) {
+		return up >= ss.up && time.Duration(up-ss.up)*time.Millisecond >= b.cfg.ExitTimeout
+	}
+	return t-ss.last >= int64(b.cfg.ExitTimeout)
+}
+
+// expired reports whether Tick at now closes ss: its device has reported
+// (same boot) an uptime ExitTimeout past the last sighting, or by the
+// wall clock: ExitTimeout after the last sighting when the device has
+// rebooted since, ExitTimeout + MaxFrameDelay otherwise.
+func (b *Bridge) expired(ss *session, now int64) bool {
+	d := ss.ref.dev
+	if d.boot == ss.ref.boot {
+		if d.uptime >= ss.up && time.Duration(d.uptime-ss.up)*time.Millisecond >= b.cfg.ExitTimeout {
+			return true
+		}
+		return now-ss.last >= int64(b.cfg.ExitTimeout+b.cfg.MaxFrameDelay)
+	}
+	return now-ss.last >= int64(b.cfg.ExitTimeout)
+}
+
+// Tick closes the sessions that expired at now (see Config.ExitTimeout and
+// Config.MaxFrameDelay) and returns their events. Call it periodically,
+// a small fraction of ExitTimeout apart.
 func (b *Bridge) Tick(now time.Time) []protocol.Event {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var out []protocol.Event
-	limit := now.UnixNano() - int64(b.cfg.ExitTimeout)
-	for b.head != nil && b.head.last <= limit {
-		out = b.close(out, b.head, now)
+	n := now.UnixNano()
+	for ss := b.head; ss != nil; {
+		next := ss.next
+		if b.expired(ss, n) {
+			out = b.close(out, ss, now)
+		}
+		ss = next
 	}
 	return out
 }

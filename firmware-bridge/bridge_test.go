@@ -533,3 +533,81 @@ func TestFlush(t *testing.T) {
 		t.Errorf("tracked %d after Flush", n)
 	}
 }
+
+// TestSessionsFollowDeviceClock checks that a session is closed by the
+// clock of the device that saw its identifier last: frames that arrive
+// late, as after a reconnect backlog, do not split a visit, and a device
+// that keeps reporting without the identifier closes the session before
+// the wall clock would; the wall clock closes it only for a silent device.
+func TestSessionsFollowDeviceClock(t *testing.T) {
+	const idPrefix = "fw-0102030405060708-0000b007-"
+	counter := Record{Type: RecordCounter, Counter: Counter{Door: 1}} // no event: in and out are 0
+	type step struct {
+		at    time.Duration
+		frame *Frame // nil: Tick
+		ids   []string
+	}
+	for _, tt := range []struct {
+		name  string
+		delay time.Duration
+		steps []step
+	}{
+		{"backlog after a reconnect keeps the session", 2 * time.Minute, []step{
+			{0, frame(0, 1000, sight(id8(0xaa), -60, 1, 0)), []string{idPrefix + "0-0"}},
+			{170 * time.Second, nil, nil}, // silent for the exit timeout: kept, it may deliver late
+			// The device was seeing it all along; its frames arrive at once.
+			{200 * time.Second, frame(1, 61000, sight(id8(0xaa), -60, 1, 0)), nil},
+			{200 * time.Second, frame(2, 121000, sight(id8(0xaa), -60, 1, 0)), nil},
+			{200 * time.Second, frame(3, 181000, sight(id8(0xaa), -60, 1, 0)), nil},
+			{200 * time.Second, nil, nil},
+			// Reported 2 min past the last sighting without it: closed,
+			// although the wall clock says the sighting was just now.
+			{201 * time.Second, frame(4, 301000, counter), nil},
+			{201 * time.Second, nil, []string{idPrefix + "3-0-exit-dwell", idPrefix + "3-0-exit"}},
+		}},
+		{"silent device closes by the wall clock plus the delay", 2 * time.Minute, []step{
+			{0, frame(0, 1000, sight(id8(0xaa), -60, 1, 0)), []string{idPrefix + "0-0"}},
+			{239 * time.Second, nil, nil},
+			{240 * time.Second, nil, []string{idPrefix + "0-0-exit"}},
+		}},
+		{"without a delay the wall clock closes at the exit timeout", 0, []step{
+			{0, frame(0, 1000, sight(id8(0xaa), -60, 1, 0)), []string{idPrefix + "0-0"}},
+			{120 * time.Second, nil, []string{idPrefix + "0-0-exit"}},
+			{200 * time.Second, frame(1, 61000, sight(id8(0xaa), -60, 1, 0)), []string{idPrefix + "1-0"}},
+		}},
+		{"late frames on the same device clock within the exit timeout", 0, []step{
+			{0, frame(0, 1000, sight(id8(0xaa), -60, 1, 0)), []string{idPrefix + "0-0"}},
+			// Arrives 150 s later but was built 60 s after the first: no
+			// Tick ran, and by the device's clock it was never unseen.
+			{150 * time.Second, frame(1, 61000, sight(id8(0xaa), -60, 1, 0)), nil},
+		}},
+		{"rebooted device falls back to the wall clock", 2 * time.Minute, []step{
+			{0, frame(0, 1000, sight(id8(0xaa), -60, 1, 0)), []string{idPrefix + "0-0"}},
+			{10 * time.Second, &Frame{DeviceID: dev1, BootID: 0xb008, Seq: 0, UptimeMS: 500, Records: []Record{counter}}, nil},
+			{119 * time.Second, nil, nil},
+			{120 * time.Second, nil, []string{idPrefix + "0-0-exit"}},
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := NewBridge(Config{MaxFrameDelay: tt.delay}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, s := range tt.steps {
+				var got []protocol.Event
+				if s.frame == nil {
+					got = b.Tick(at(s.at))
+				} else if got, err = b.Ingest(s.frame, at(s.at)); err != nil {
+					t.Fatal(err)
+				}
+				var ids []string
+				for _, e := range got {
+					ids = append(ids, e.ID)
+				}
+				if diff := cmp.Diff(s.ids, ids); diff != "" {
+					t.Errorf("step %d at %v (-want +got):\n%s", i, s.at, diff)
+				}
+			}
+		})
+	}
+}
