@@ -9,15 +9,34 @@
 // store gets no PUBACK and the device sends it again. Through an external
 // broker the broker acknowledges the device, so frames lost there show up
 // only as sequence gaps in the device registry.
+//
+// The bridge's sequence window and sessions move on when a frame is
+// turned into events, before those are stored. So that a frame counts as
+// seen only once its events are durable, the events of a frame whose
+// append failed are kept (bounded per device) and stored again, unchanged,
+// when the device resends the same frame; event ids are deterministic and
+// the hub deduplicates by id, so storing them twice is harmless. Several
+// devices' frames run through the one bridge concurrently and the appends
+// proceed in parallel; nothing needs to be undone. After a crash the
+// bridge's state is gone: resent frames are taken as new.
+//
+// Presence sessions are closed by the clock of the device that saw the
+// identifier last (bridge.Config.ExitTimeout), so frames arriving late,
+// after a reconnect backlog, do not split a visit; the wall clock closes
+// the sessions of a device silent for ExitTimeout + MaxFrameDelay (by
+// default twice the exit timeout) after the last sighting. Presence exits
+// that could not be stored are retried at the next sweep.
 package devices
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -62,10 +81,11 @@ type Config struct {
 	// (mqtt://user:pass@host:port).
 	BrokerURL string
 	// Bridge configures sessionisation (RSSI threshold, exit timeout, zone
-	// names). Its Source is set by the agent.
+	// names). Its Source is set by the agent. A zero MaxFrameDelay
+	// becomes the exit timeout here.
 	Bridge bridge.Config
 	// TickInterval is how often timed-out presence sessions are closed;
-	// default 5s.
+	// default a twentieth of the exit timeout, between 50ms and 5s.
 	TickInterval time.Duration
 	// AppendTimeout bounds how long a frame waits for the queue; default
 	// 10s. A frame that could not be stored is not acknowledged (embedded
@@ -73,15 +93,62 @@ type Config struct {
 	AppendTimeout time.Duration
 }
 
+// maxPendingFrames bounds, per device, the frames whose events could not
+// be stored and are kept for the device's resend: a device keeps fewer
+// frames unacknowledged than the bridge's 64-frame window.
+const maxPendingFrames = 64
+
+// maxUnstoredExits bounds the presence exits (and their dwells) kept for
+// another attempt after the queue refused them.
+const maxUnstoredExits = 10_000
+
 // Devices is the running device intake.
 type Devices struct {
 	cfg Config
 	br  *bridge.Bridge
 	app Appender
 	log *slog.Logger
-	mu  sync.Mutex // serialises the bridge: frames from several devices arrive concurrently
 
-	failed prometheus.Counter
+	// mu serialises the bridge (frames from several devices arrive
+	// concurrently) and guards pending.
+	mu sync.Mutex
+	// pending holds, per device id, the frames whose events are not
+	// stored yet, oldest first.
+	pending map[string][]*pendingFrame
+	// unstored are session exits the queue refused; Run's loop only.
+	unstored []protocol.Event
+
+	failed, replayed, dropped prometheus.Counter
+}
+
+// frameKey identifies one frame of a device: its boot id and sequence
+// number, and its checksum and length, so that only the very bytes sent
+// before match.
+type frameKey struct {
+	boot, seq, crc uint32
+	size           int
+}
+
+// pendingFrame is a frame the bridge turned into events that are not
+// stored yet.
+type pendingFrame struct {
+	key    frameKey
+	events []protocol.Event
+}
+
+// keyOf reads the key of payload, a frame, without decoding it; ok is
+// false for a payload too short to be one.
+func keyOf(payload []byte) (k frameKey, ok bool) {
+	if len(payload) < bridge.MinFrameBytes {
+		return k, false
+	}
+	n := len(payload)
+	return frameKey{
+		boot: binary.LittleEndian.Uint32(payload[12:]),
+		seq:  binary.LittleEndian.Uint32(payload[16:]),
+		crc:  binary.LittleEndian.Uint32(payload[n-bridge.ChecksumBytes:]),
+		size: n,
+	}, true
 }
 
 // ErrConfig is wrapped by configuration errors.
@@ -100,8 +167,15 @@ func New(cfg Config, app Appender, logger *slog.Logger) (*Devices, error) {
 			return nil, fmt.Errorf("%w: device credentials: id %q is not 16 lower-case hex digits", ErrConfig, id)
 		}
 	}
+	exit := cfg.Bridge.ExitTimeout
+	if exit <= 0 {
+		exit = bridge.DefaultExitTimeout
+	}
+	if cfg.Bridge.MaxFrameDelay == 0 {
+		cfg.Bridge.MaxFrameDelay = exit
+	}
 	if cfg.TickInterval <= 0 {
-		cfg.TickInterval = 5 * time.Second
+		cfg.TickInterval = min(max(exit/20, 50*time.Millisecond), 5*time.Second)
 	}
 	if cfg.AppendTimeout <= 0 {
 		cfg.AppendTimeout = 10 * time.Second
@@ -112,16 +186,25 @@ func New(cfg Config, app Appender, logger *slog.Logger) (*Devices, error) {
 	}
 	return &Devices{
 		cfg: cfg, br: br, app: app, log: logger.With("component", "devices"),
+		pending: make(map[string][]*pendingFrame),
 		failed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "unico_edge_device_frames_unstored_total",
 			Help: "Device frames whose events could not be stored in the queue (not acknowledged to the device when it uses the embedded listener).",
+		}),
+		replayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "unico_edge_device_frames_replayed_total",
+			Help: "Resent device frames whose events, not stored the first time, were stored again as first derived.",
+		}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "unico_edge_device_events_dropped_total",
+			Help: "Device events given up after the queue refused them: frames beyond the per-device bound of frames awaiting a resend, or presence exits beyond the retry bound.",
 		}),
 	}, nil
 }
 
 // Collectors returns the bridge's and intake's metrics.
 func (d *Devices) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{d.br, d.failed}
+	return []prometheus.Collector{d.br, d.failed, d.replayed, d.dropped}
 }
 
 // Registry returns what the bridge knows of each device, for /v1/status.
@@ -138,15 +221,79 @@ func (d *Devices) handle(ctx context.Context, topic string, payload []byte) erro
 	if !ok {
 		return fmt.Errorf("topic %q is not %s<device>%s", topic, TopicPrefix, TopicSuffix)
 	}
+	key, keyed := keyOf(payload)
 	d.mu.Lock()
-	evs, err := d.br.HandleDeviceMessage(id, payload, time.Now())
+	p := d.findPending(id, key, keyed)
+	var evs []protocol.Event
+	if p != nil {
+		// A resend of a frame whose events were not stored: the bridge
+		// has moved on, so store what it derived then.
+		evs = p.events
+		d.replayed.Inc()
+	} else {
+		var err error
+		evs, err = d.br.HandleDeviceMessage(id, payload, time.Now())
+		if err != nil {
+			d.mu.Unlock()
+			// Counted and logged by the bridge; a malformed frame is not
+			// worth a resend.
+			return nil
+		}
+		if len(evs) > 0 && keyed {
+			p = &pendingFrame{key: key, events: evs}
+			d.addPending(id, p)
+		}
+	}
 	d.mu.Unlock()
-	if err != nil {
-		// Counted and logged by the bridge; a malformed frame is not
-		// worth a resend.
+	if err := d.store(ctx, evs); err != nil {
+		return err
+	}
+	if p != nil {
+		d.mu.Lock()
+		d.removePending(id, p)
+		d.mu.Unlock()
+	}
+	return nil
+}
+
+// findPending returns the pending frame of device id with key. Callers
+// hold mu.
+func (d *Devices) findPending(id string, key frameKey, keyed bool) *pendingFrame {
+	if !keyed {
 		return nil
 	}
-	return d.store(ctx, evs)
+	for _, p := range d.pending[id] {
+		if p.key == key {
+			return p
+		}
+	}
+	return nil
+}
+
+// addPending keeps p until its events are stored, forgetting the device's
+// oldest pending frame beyond maxPendingFrames. Callers hold mu.
+func (d *Devices) addPending(id string, p *pendingFrame) {
+	ps := d.pending[id]
+	if len(ps) >= maxPendingFrames {
+		old := ps[0]
+		d.dropped.Add(float64(len(old.events)))
+		d.log.Warn("device events given up: too many frames awaiting a resend", "device", id, "seq", old.key.seq, "events", len(old.events))
+		ps = slices.Delete(ps, 0, 1)
+	}
+	d.pending[id] = append(ps, p)
+}
+
+// removePending forgets p, whose events are stored. Callers hold mu.
+func (d *Devices) removePending(id string, p *pendingFrame) {
+	ps := d.pending[id]
+	if i := slices.Index(ps, p); i >= 0 {
+		ps = slices.Delete(ps, i, i+1)
+	}
+	if len(ps) == 0 {
+		delete(d.pending, id)
+	} else {
+		d.pending[id] = ps
+	}
 }
 
 func (d *Devices) store(ctx context.Context, evs []protocol.Event) error {
@@ -201,21 +348,39 @@ func (d *Devices) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			err := <-errc
 			d.mu.Lock()
-			evs := d.br.Flush(time.Now())
+			evs := append(d.unstored, d.br.Flush(time.Now())...)
 			d.mu.Unlock()
+			d.unstored = nil
 			if serr := d.store(context.Background(), evs); serr != nil {
 				d.log.Error("presence exits at shutdown not stored", "events", len(evs), "err", serr)
 			}
 			return err
 		case err := <-errc:
 			return err
-		case now := <-t.C:
-			d.mu.Lock()
-			evs := d.br.Tick(now)
-			d.mu.Unlock()
-			_ = d.store(ctx, evs)
+		case <-t.C:
+			d.sweep(ctx)
 		}
 	}
+}
+
+// sweep closes expired presence sessions and stores their events with
+// those a previous sweep could not store; what the queue refuses again is
+// kept for the next sweep, up to maxUnstoredExits.
+func (d *Devices) sweep(ctx context.Context) {
+	d.mu.Lock()
+	evs := append(d.unstored, d.br.Tick(time.Now())...)
+	d.mu.Unlock()
+	d.unstored = nil
+	if d.store(ctx, evs) == nil {
+		return
+	}
+	// Kept for the next sweep, or at shutdown for the final flush.
+	if over := len(evs) - maxUnstoredExits; over > 0 {
+		d.dropped.Add(float64(over))
+		d.log.Warn("presence exits given up: too many awaiting the queue", "events", over)
+		evs = evs[over:]
+	}
+	d.unstored = evs
 }
 
 // Serve runs the embedded listener on ln (for tests); Run uses it.
