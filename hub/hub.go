@@ -33,6 +33,10 @@ import (
 type Config struct {
 	// DataDir holds the profile store (DataDir/store). Required.
 	DataDir string
+	// CacheProfiles and CacheNodes bound the decoded profiles and
+	// identifiers the store's writer keeps in memory; zero takes the
+	// store's defaults.
+	CacheProfiles, CacheNodes int
 	// HTTPAddr is the API and UI address; default ":8090".
 	HTTPAddr string
 	// MQTTAddr is the embedded broker's address; default ":1883". Ignored
@@ -135,6 +139,9 @@ func (h *Hub) Serve(ctx context.Context, httpLn, mqttLn net.Listener) error {
 		Identity: h.cfg.Identity,
 		Profile:  h.cfg.Profile,
 		Logger:   h.log,
+		// Zero takes the store's defaults.
+		CacheProfiles: h.cfg.CacheProfiles,
+		CacheNodes:    h.cfg.CacheNodes,
 	})
 	if err != nil {
 		closeListeners()

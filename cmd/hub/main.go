@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/unico-cdp/unico/hub"
 	"github.com/unico-cdp/unico/hub/identity"
 	"github.com/unico-cdp/unico/hub/snapshot"
+	"github.com/unico-cdp/unico/hub/store"
 	"github.com/unico-cdp/unico/internal/conf"
 	"github.com/unico-cdp/unico/internal/logging"
 )
@@ -43,6 +45,8 @@ func run(args []string) int {
 		logFormat  string
 		check      bool
 		showVer    bool
+		memLimit   conf.Bytes
+		gcPercent  int
 	)
 	fs.String(conf.ConfigFlag, "", "`file` of key = value lines (flag names without dashes)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "./data/hub", "directory of the profile store")
@@ -64,6 +68,10 @@ func run(args []string) int {
 	fs.DurationVar(&cfg.OffersRefresh, "offers-refresh", 10*time.Minute, "how often the product association model behind offers is rebuilt")
 	fs.DurationVar(&cfg.Offers.Window, "offers-window", 30*24*time.Hour, `"bought X → buys Y within" this window; products bought within it are not offered`)
 	fs.IntVar(&cfg.Offers.TopN, "offers-top", 3, "offers per profile")
+	fs.IntVar(&cfg.CacheProfiles, "cache-profiles", store.DefaultCacheProfiles, "decoded profiles the writer keeps in memory")
+	fs.IntVar(&cfg.CacheNodes, "cache-nodes", store.DefaultCacheNodes, "decoded identifiers the writer keeps in memory")
+	fs.Var(&memLimit, "memory-limit", "soft limit of the hub's Go memory, e.g. `2GiB` (0: none); the garbage collector works harder near it")
+	fs.IntVar(&gcPercent, "gc-percent", 200, "garbage collector target: heap growth in percent between collections (Go's GOGC); higher spends memory to save CPU")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&check, "check-config", false, "validate the configuration and exit")
@@ -84,6 +92,15 @@ func run(args []string) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "hub:", err)
 		return 2
+	}
+	// GOGC in the environment stands unless --gc-percent is given.
+	gcSet := false
+	fs.Visit(func(f *flag.Flag) { gcSet = gcSet || f.Name == "gc-percent" })
+	if gcSet || os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
+	if memLimit > 0 {
+		debug.SetMemoryLimit(int64(memLimit))
 	}
 	cfg.AdminToken = token.Reveal()
 	if brokerUser != "" {

@@ -62,6 +62,12 @@ type Options struct {
 	Now         func() time.Time
 }
 
+// Defaults of Options.CacheNodes and Options.CacheProfiles.
+const (
+	DefaultCacheNodes    = 500_000
+	DefaultCacheProfiles = 200_000
+)
+
 // node is what the store knows of one identifier.
 type node struct {
 	// P is the profile holding the identifier; empty for shared ones.
@@ -165,10 +171,10 @@ func Open(opts Options) (*Store, error) {
 		opts.MaxTxnBytes = 4 << 20
 	}
 	if opts.CacheNodes <= 0 {
-		opts.CacheNodes = 500_000
+		opts.CacheNodes = DefaultCacheNodes
 	}
 	if opts.CacheProfiles <= 0 {
-		opts.CacheProfiles = 200_000
+		opts.CacheProfiles = DefaultCacheProfiles
 	}
 	if opts.CacheBytes <= 0 {
 		opts.CacheBytes = 64 << 20
