@@ -21,17 +21,20 @@ import (
 //	c <name>                                   → counter (8 bytes)
 //	d <profile id>                             → the profile changed or was deleted since the
 //	                                             snapshot manager last looked (empty value)
+//	g <sha256 of identifiers:16>               → smallest id of an event with those identifiers
+//	                                             whose links were refused (see repeat.go)
 const (
-	tEvent    = 'e'
-	tNode     = 'n'
-	tProfile  = 'p'
-	tTimeline = 't'
-	tCross    = 'x'
-	tMerge    = 'm'
-	tRedirect = 'r'
-	tEdge     = 's'
-	tCounter  = 'c'
-	tDirty    = 'd'
+	tEvent     = 'e'
+	tNode      = 'n'
+	tProfile   = 'p'
+	tTimeline  = 't'
+	tCross     = 'x'
+	tMerge     = 'm'
+	tRedirect  = 'r'
+	tEdge      = 's'
+	tCounter   = 'c'
+	tDirty     = 'd'
+	tSignature = 'g'
 )
 
 func dirtyKey(pid string) []byte { return append([]byte{tDirty}, pid...) }

@@ -124,6 +124,10 @@ type Stats struct {
 	Repartitions int64 `json:"repartitions_since_start"`
 	Unresolved   int64 `json:"unresolved_events_since_start"`
 	TooLarge     int64 `json:"components_too_large_since_start"`
+	// RefusedRepeats counts events that repeated the identifiers of an
+	// earlier event whose links were refused, attached without
+	// re-partitioning.
+	RefusedRepeats int64 `json:"refused_link_repeats_since_start"`
 	// RepartitionsBy counts re-partitions by what caused them: an
 	// identifier became shared, an isolated identifier, a conflicted
 	// profile, or a limit.
@@ -153,6 +157,7 @@ type Store struct {
 
 	profiles, events                                       atomic.Int64
 	duplicates, merges, repartitions, unresolved, tooLarge atomic.Int64
+	refusedRepeats                                         atomic.Int64
 	repartitionsBy                                         map[string]*atomic.Int64
 }
 
@@ -268,6 +273,7 @@ func (s *Store) Stats() Stats {
 		Duplicates: s.duplicates.Load(), Merges: s.merges.Load(),
 		Repartitions: s.repartitions.Load(), Unresolved: s.unresolved.Load(),
 		TooLarge: s.tooLarge.Load(), RepartitionsBy: map[string]int64{},
+		RefusedRepeats: s.refusedRepeats.Load(),
 	}
 	for k, v := range s.repartitionsBy {
 		st.RepartitionsBy[k] = v.Load()
@@ -317,13 +323,6 @@ func (s *Store) CommitMany(ctx context.Context, bs []*protocol.Batch) ([]Result,
 				raw = b.Raw[i]
 			}
 			dup, err := t.addEvent(&b.Events[i], raw)
-			if errors.Is(err, errFlushFirst) {
-				if err := t.commit(); err != nil {
-					return res, err
-				}
-				t = s.newTx()
-				dup, err = t.addEvent(&b.Events[i], raw)
-			}
 			if err != nil {
 				return res, fmt.Errorf("event %q: %w", b.Events[i].ID, err)
 			}
@@ -557,11 +556,7 @@ func (t *tx) loadEvent(id string) (*protocol.Event, error) {
 
 // addEvent stores one event and resolves it. It reports whether the event
 // was a duplicate.
-// errFlushFirst asks Commit to commit the transaction so far and to add
-// the event again in a fresh one: re-partitioning iterates over keys, and
-// Badger sorts all of a transaction's pending writes for every iterator.
-var errFlushFirst = errors.New("flush before re-partition")
-
+//
 // raw, when not nil, is e as encoded by the sender (MarshalEvent's form),
 // stored as it is.
 func (t *tx) addEvent(e *protocol.Event, raw []byte) (bool, error) {
@@ -576,9 +571,6 @@ func (t *tx) addEvent(e *protocol.Event, raw []byte) (bool, error) {
 	p, err := t.plan(e)
 	if err != nil {
 		return false, err
-	}
-	if p.reason != "" && t.n > 0 {
-		return false, errFlushFirst
 	}
 	if raw == nil {
 		if raw, err = protocol.MarshalEvent(e); err != nil {
@@ -719,8 +711,21 @@ func (t *tx) resolve(e *protocol.Event, p *plan) error {
 		}
 		return t.link(e, p.active, p.pids)
 	}
+	if p.reason == identity.ReasonLimit && len(p.seen) == 0 {
+		ok, err := t.repeatsRefusal(e, p.active)
+		if err != nil {
+			return err
+		}
+		if ok {
+			t.s.refusedRepeats.Add(1)
+			return t.attachRepeat(e, p.active)
+		}
+	}
 	t.s.repartitionsBy[p.reason].Add(1)
 	err := t.repartition(e, p.ids)
+	if err == nil && p.reason == identity.ReasonLimit {
+		return t.noteSignature(e, p.active)
+	}
 	if errors.Is(err, errTooLarge) {
 		t.s.tooLarge.Add(1)
 		t.s.log.Warn("identity component too large to re-partition; event attached without new links", "event", e.ID, "limit", r.MaxComponentEvents)
