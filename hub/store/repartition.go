@@ -153,14 +153,14 @@ func (t *tx) rewrite(c *component, causeEvent, reason string) error {
 		}
 		old[pid] = rec
 		for _, p := range [][]byte{timelinePrefix(pid), mergePrefix(pid)} {
-			if err := t.scan(p, func(k, _ []byte) error { return t.del(k) }); err != nil {
+			if err := t.scan(p, func(k, _ []byte) error { return t.delIn(p, k) }); err != nil {
 				return err
 			}
 		}
 	}
 	for _, e := range evs {
 		for _, x := range r.Identifiers(e) {
-			if err := t.del(crossKey(x, e.ID)); err != nil {
+			if err := t.delIn(crossPrefix(x), crossKey(x, e.ID)); err != nil {
 				return err
 			}
 		}
@@ -228,7 +228,7 @@ func (t *tx) rewrite(c *component, causeEvent, reason string) error {
 		}
 		for _, x := range r.Identifiers(e) {
 			if g, ok := groupOf[x]; ok && g != gi {
-				if err := t.set(crossKey(x, e.ID), nil); err != nil {
+				if err := t.setIn(crossPrefix(x), crossKey(x, e.ID), nil); err != nil {
 					return err
 				}
 			}
@@ -331,7 +331,7 @@ func (t *tx) attachOnly(e *protocol.Event, active []protocol.Identifier) error {
 			continue
 		}
 		mr.Links = append(mr.Links, identity.Decision{EventID: e.ID, A: active[0], B: x, Reason: "component_too_large"})
-		if err := t.set(crossKey(x, e.ID), nil); err != nil {
+		if err := t.setIn(crossPrefix(x), crossKey(x, e.ID), nil); err != nil {
 			return err
 		}
 	}

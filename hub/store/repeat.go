@@ -88,7 +88,7 @@ func (t *tx) attachRepeat(e *protocol.Event, active []protocol.Identifier) error
 	}
 	for _, x := range active[1:] {
 		if t.nodes[x].P != owner {
-			if err := t.set(crossKey(x, e.ID), nil); err != nil {
+			if err := t.setIn(crossPrefix(x), crossKey(x, e.ID), nil); err != nil {
 				return err
 			}
 		}

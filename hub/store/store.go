@@ -18,7 +18,6 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -360,7 +359,7 @@ type tx struct {
 	// rtx is a read-only view of what is committed, for scan; overlay
 	// holds this transaction's writes to the scanned tables.
 	rtx      *badger.Txn
-	overlay  map[string]overlayWrite
+	overlay  map[string]map[string]overlayWrite // scan prefix → key → write
 	nodes    map[protocol.Identifier]*node
 	dirtyN   map[protocol.Identifier]bool
 	profiles map[string]*record // nil value: deleted
@@ -379,7 +378,7 @@ func (s *Store) newTx() *tx {
 		s: s, btx: s.db.NewTransaction(true),
 		nodes: make(map[protocol.Identifier]*node), dirtyN: make(map[protocol.Identifier]bool),
 		profiles: make(map[string]*record), dirtyP: make(map[string]bool),
-		overlay: make(map[string]overlayWrite),
+		overlay: make(map[string]map[string]overlayWrite),
 	}
 }
 
@@ -395,11 +394,37 @@ func (t *tx) discard() {
 }
 
 func (t *tx) set(k, v []byte) error {
-	t.bytes += len(k) + len(v) + 32
 	if len(k) > 0 && scanned(k[0]) {
-		t.overlay[string(k)] = overlayWrite{val: v}
+		return fmt.Errorf("internal: key of scanned table %q written without its prefix", k[0])
 	}
+	return t.put(k, v)
+}
+
+func (t *tx) put(k, v []byte) error {
+	t.bytes += len(k) + len(v) + 32
 	return t.btx.Set(k, v)
+}
+
+// setIn writes k, a key of a scanned table under prefix, so that scan of
+// prefix sees it.
+func (t *tx) setIn(prefix, k, v []byte) error {
+	t.overlayOf(prefix)[string(k)] = overlayWrite{val: v}
+	return t.put(k, v)
+}
+
+// delIn deletes k, a key of a scanned table under prefix.
+func (t *tx) delIn(prefix, k []byte) error {
+	t.overlayOf(prefix)[string(k)] = overlayWrite{deleted: true}
+	return t.btx.Delete(k)
+}
+
+func (t *tx) overlayOf(prefix []byte) map[string]overlayWrite {
+	m := t.overlay[string(prefix)]
+	if m == nil {
+		m = make(map[string]overlayWrite)
+		t.overlay[string(prefix)] = m
+	}
+	return m
 }
 
 func (t *tx) commit() error {
@@ -802,7 +827,7 @@ func (t *tx) link(e *protocol.Event, active []protocol.Identifier, pids []string
 func (t *tx) own(rec *record, e *protocol.Event) error {
 	t.s.cls.Apply(&rec.P, e)
 	t.dirtyP[rec.P.ID] = true
-	return t.set(timelineKey(rec.P.ID, e.OccurredAt, e.ID), nil)
+	return t.setIn(timelinePrefix(rec.P.ID), timelineKey(rec.P.ID, e.OccurredAt, e.ID), nil)
 }
 
 func (t *tx) addMerge(rec *record, mr MergeRecord) error {
@@ -812,7 +837,7 @@ func (t *tx) addMerge(rec *record, mr MergeRecord) error {
 	}
 	rec.MergeSeq++
 	t.dirtyP[rec.P.ID] = true
-	return t.set(mergeKey(rec.P.ID, rec.MergeSeq), b)
+	return t.setIn(mergePrefix(rec.P.ID), mergeKey(rec.P.ID, rec.MergeSeq), b)
 }
 
 // absorb merges profile o into surv: identifiers, summaries, timeline and
@@ -827,7 +852,7 @@ func (t *tx) absorb(surv, o *record) error {
 		n.P = surv.P.ID
 		t.dirtyN[x] = true
 	}
-	if err := t.movePrefix(timelinePrefix(o.P.ID), func(k []byte) []byte {
+	if err := t.movePrefix(timelinePrefix(o.P.ID), timelinePrefix(surv.P.ID), func(k []byte) []byte {
 		return append(timelinePrefix(surv.P.ID), k[len(o.P.ID)+2:]...)
 	}); err != nil {
 		return err
@@ -839,7 +864,7 @@ func (t *tx) absorb(surv, o *record) error {
 			return err
 		}
 		old = append(old, mr)
-		return t.del(k)
+		return t.delIn(mergePrefix(o.P.ID), k)
 	}); err != nil {
 		return err
 	}
@@ -857,8 +882,8 @@ func (t *tx) absorb(surv, o *record) error {
 // The committed keys come from a read-only view and the transaction's own
 // writes from its overlay: an iterator of the update transaction would sort
 // all of its pending writes (thousands in a group commit) on every scan.
-// Only prefixes of the scanned tables (timeline, merge, cross) may be
-// scanned.
+// Only the prefixes that writes name (setIn, delIn) may be scanned:
+// timelinePrefix, mergePrefix and crossPrefix.
 func (t *tx) scan(prefix []byte, fn func(k, v []byte) error) error {
 	if len(prefix) == 0 || !scanned(prefix[0]) {
 		return fmt.Errorf("scan of table %q: not kept in the overlay", prefix[:min(1, len(prefix))])
@@ -871,9 +896,10 @@ func (t *tx) scan(prefix []byte, fn func(k, v []byte) error) error {
 	it := t.rtx.NewIterator(opts)
 	type kv struct{ k, v []byte }
 	var found []kv
+	own := t.overlay[string(prefix)]
 	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
 		item := it.Item()
-		if _, ok := t.overlay[string(item.Key())]; ok {
+		if _, ok := own[string(item.Key())]; ok {
 			continue // written or deleted in this transaction: see below
 		}
 		v, err := item.ValueCopy(nil)
@@ -885,8 +911,8 @@ func (t *tx) scan(prefix []byte, fn func(k, v []byte) error) error {
 	}
 	it.Close()
 	merged := len(found)
-	for k, w := range t.overlay {
-		if !w.deleted && strings.HasPrefix(k, string(prefix)) {
+	for k, w := range own {
+		if !w.deleted {
 			found = append(found, kv{[]byte(k), slices.Clone(w.val)})
 		}
 	}
@@ -913,20 +939,12 @@ type overlayWrite struct {
 	deleted bool
 }
 
-// del deletes k in the transaction.
-func (t *tx) del(k []byte) error {
-	if len(k) > 0 && scanned(k[0]) {
-		t.overlay[string(k)] = overlayWrite{deleted: true}
-	}
-	return t.btx.Delete(k)
-}
-
-func (t *tx) movePrefix(prefix []byte, rename func(k []byte) []byte) error {
+func (t *tx) movePrefix(prefix, to []byte, rename func(k []byte) []byte) error {
 	return t.scan(prefix, func(k, v []byte) error {
-		if err := t.del(k); err != nil {
+		if err := t.delIn(prefix, k); err != nil {
 			return err
 		}
-		return t.set(rename(k), v)
+		return t.setIn(to, rename(k), v)
 	})
 }
 
