@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -264,4 +265,22 @@ func TestLargestEventFitsMaxEventBytes(t *testing.T) {
 	if !errors.As(err, &verr) || !verr.TooLarge || verr.Errors[0].Field != "context" {
 		t.Fatalf("oversized batch context: err = %v", err)
 	}
+}
+
+func TestRuleOnContextTraits(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	m, err := NewMapper(MapOptions{Rules: []IdentifierRule{{Path: "context.traits.crm_id", Type: "crm_id"}}, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(`{"messageId":"m1","userId":"u1","event":"Viewed","context":{"traits":{"crm_id":" C-42 "}}}`)
+	evs, err := m.Decode(TypeTrack, body, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !evs[0].HasIdentifier("crm_id", "C-42") {
+		t.Fatalf("identifiers %v: want crm_id C-42 from context.traits", evs[0].Identifiers)
+	}
+	var eb EncodedBatch
+	diffDecode(t, m, TypeTrack, body, &eb)
 }

@@ -32,7 +32,8 @@ const (
 
 // IdentifierRule extracts an extra identifier from a message: the string (or
 // number) at Path, a dotted JSON path such as "properties.card_number" or
-// "context.traits.crm_id", becomes an identifier of Type.
+// "context.traits.crm_id", becomes an identifier of Type. Paths under
+// context.traits read the event's traits, where context traits are lifted.
 type IdentifierRule struct {
 	Path string `json:"path" yaml:"path"`
 	Type string `json:"type" yaml:"type"`
@@ -109,6 +110,10 @@ func NewMapper(opts MapOptions) (*Mapper, error) {
 		case "traits", "properties", "context":
 		default:
 			return nil, fmt.Errorf("identifier rule %d: path %q must start with traits, properties or context", i, r.Path)
+		}
+		if len(p) > 2 && p[0] == "context" && p[1] == "traits" {
+			// context.traits are lifted into the event's traits.
+			p = p[1:]
 		}
 		m.rules = append(m.rules, compiledRule{path: p, typ: r.Type})
 	}
