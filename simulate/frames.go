@@ -96,6 +96,25 @@ type FrameConfig struct {
 	// ConnectTimeout bounds the first connection of every sensor (default
 	// DefaultConnectTimeout).
 	ConnectTimeout time.Duration
+	// OnAcked, when set, is called with every PUBACKed frame, in the
+	// order the frames are fed to the expected-events bridge: sequence
+	// order per sensor. It runs under the sensor's lock and must return
+	// quickly.
+	OnAcked func(AckedFrame)
+}
+
+// AckedFrame is a PUBACKed frame, as FrameConfig.OnAcked sees it.
+type AckedFrame struct {
+	// Edge is the index of the edge (in FrameConfig.Brokers) that
+	// acknowledged the frame.
+	Edge  int
+	Frame *bridge.Frame
+	// AckedAt is when the PUBACK arrived; ConnectedAt when the connection
+	// that carried it was established, which tells which run of a
+	// restarted agent acknowledged the frame.
+	AckedAt, ConnectedAt time.Time
+	// Sends counts the times the frame was published.
+	Sends int
 }
 
 func (c *FrameConfig) setDefaults(edges int) error {
@@ -589,8 +608,10 @@ type outFrame struct {
 	b         []byte
 	sightings int
 	weak      int
+	sends     int
 	sentAt    time.Time
 	ackedAt   time.Time
+	connAt    time.Time // when the connection that acknowledged it was made
 	acked     bool
 }
 
@@ -608,7 +629,8 @@ type sensor struct {
 
 	mu         sync.Mutex
 	seq        uint32
-	gen        int // connection generation
+	gen        int       // connection generation
+	connAt     time.Time // when connection gen was established
 	connected  bool
 	closed     bool
 	unacked    []*outFrame
@@ -656,6 +678,7 @@ func (s *sensor) connectFirst(ctx context.Context) error {
 			s.mu.Lock()
 			s.connected = true
 			s.gen++
+			s.connAt = time.Now()
 			s.mu.Unlock()
 			return nil
 		}
@@ -701,6 +724,7 @@ func (s *sensor) connLoop() {
 			}
 			s.connected = true
 			s.gen++
+			s.connAt = time.Now()
 			for _, of := range s.unacked {
 				s.e.f.st.resends.Add(1)
 				s.publish(of)
@@ -805,18 +829,19 @@ func (s *sensor) report(now time.Time, seen []pendingSighting) {
 // the background. Callers hold mu.
 func (s *sensor) publish(of *outFrame) {
 	of.sentAt = time.Now()
-	gen := s.gen
+	of.sends++
+	gen, connAt := s.gen, s.connAt
 	tok := s.client.Publish(s.topic, 1, false, of.b)
 	s.e.f.conns.Go(func() {
 		<-tok.Done()
-		s.done(of, gen, tok.Error(), time.Now())
+		s.done(of, gen, connAt, tok.Error(), time.Now())
 	})
 }
 
 // done handles the outcome of one publish of of on connection generation
 // gen. PUBACKed frames go to the mirror bridge in sequence order, as the
 // agent processed them.
-func (s *sensor) done(of *outFrame, gen int, err error, at time.Time) {
+func (s *sensor) done(of *outFrame, gen int, connAt time.Time, err error, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
@@ -828,7 +853,7 @@ func (s *sensor) done(of *outFrame, gen int, err error, at time.Time) {
 	if of.acked {
 		return
 	}
-	of.acked, of.ackedAt = true, at
+	of.acked, of.ackedAt, of.connAt = true, at, connAt
 	st := &s.e.f.st
 	st.acked.Add(1)
 	st.sightingsAcked.Add(int64(of.sightings))
@@ -838,6 +863,9 @@ func (s *sensor) done(of *outFrame, gen int, err error, at time.Time) {
 		head := s.unacked[0]
 		s.unacked = slices.Delete(s.unacked, 0, 1)
 		s.e.acked(&head.f, head.ackedAt)
+		if cb := s.e.f.cfg.OnAcked; cb != nil {
+			cb(AckedFrame{Edge: s.e.idx, Frame: &head.f, AckedAt: head.ackedAt, ConnectedAt: head.connAt, Sends: head.sends})
+		}
 	}
 }
 
