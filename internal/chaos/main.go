@@ -8,11 +8,16 @@
 // every customer's computed orders and revenue equal the sums of that
 // customer's acknowledged orders.
 //
+// sensor_sigkill sends sensor frames to the edges' device listeners
+// instead and checks the hub's presence events against the frames the
+// agents PUBACKed (see verifySensors in sensors.go).
+//
 // Scenarios: edge_sigkill, hub_sigkill, broker_restart_mosquitto,
-// hub_unreachable, quota, slow_network. It prints one JSON object per
-// scenario on stdout and a readable line on stderr, and exits 1 when any
-// scenario lost or double-counted an event or could not run. CHAOS_SCALE
-// (default 1) scales durations; 0.1 is the reduced form CI runs.
+// hub_unreachable, quota, slow_network, sensor_sigkill. It prints one JSON
+// object per scenario on stdout and a readable line on stderr, and exits 1
+// when any scenario lost or double-counted an event or could not run.
+// CHAOS_SCALE (default 1) scales durations; 0.1 is the reduced form CI
+// runs.
 package main
 
 import (
@@ -51,7 +56,7 @@ type config struct {
 	mosquitto string
 }
 
-var allScenarios = []string{"edge_sigkill", "hub_sigkill", "broker_restart_mosquitto", "hub_unreachable", "quota", "slow_network"}
+var allScenarios = []string{"edge_sigkill", "hub_sigkill", "broker_restart_mosquitto", "hub_unreachable", "quota", "slow_network", "sensor_sigkill"}
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	c := config{}
@@ -115,6 +120,8 @@ type report struct {
 	GivenUp          int     `json:"given_up,omitempty"`
 	FirstMismatch    string  `json:"first_mismatch,omitempty"`
 	Error            string  `json:"error,omitempty"`
+	// Sensors holds sensor_sigkill's figures.
+	Sensors *sensorReport `json:"sensors,omitempty"`
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
@@ -172,6 +179,18 @@ func readable(r report) string {
 	verdict := "PASS"
 	if !r.OK {
 		verdict = "FAIL"
+	}
+	if s := r.Sensors; s != nil {
+		line := fmt.Sprintf("chaos: %-26s %s  %d frames PUBACKed (%d resent), %d identifiers: %d/%d enters by id, %d by another frame, %d missing; %d dwells checked, %d missing; %d duplicates, %d over bound, %d unclosed; %d faults, %.1fs",
+			r.Scenario, verdict, s.FramesAcked, s.Resends, s.Identifiers, s.EntersExact, s.EntersExpected, s.EntersOtherFrame, s.EntersMissing,
+			s.DwellsChecked, s.DwellsMissing, s.Duplicates, s.OverBound, s.Unclosed, r.FaultsInjected, r.Seconds)
+		if r.FirstMismatch != "" {
+			line += "\n  first mismatch: " + r.FirstMismatch
+		}
+		if r.Error != "" {
+			line += "\n  error: " + r.Error
+		}
+		return line
 	}
 	line := fmt.Sprintf("chaos: %-26s %s  %d acknowledged, %d at hub, %d/%d customers mismatched, %d faults, %d retries (%d transport errors, %d×429, %d×5xx), %.1fs",
 		r.Scenario, verdict, r.Acknowledged, r.AtHub, r.Mismatches, r.CustomersChecked, r.FaultsInjected,

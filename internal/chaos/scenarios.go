@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/unico-cdp/unico/internal/procs"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -13,6 +12,9 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/unico-cdp/unico/internal/procs"
+	"github.com/unico-cdp/unico/simulate"
 )
 
 const (
@@ -57,6 +59,11 @@ type scenario struct {
 	ledger *ledger
 	faults int
 	skip   string
+	// sensor_sigkill only: the sensors' settings, their PUBACKed frames
+	// and the traffic's summary.
+	devices   *deviceOptions
+	sensors   *sensorLedger
+	sensorSum simulate.Summary
 }
 
 func (s *suite) run(ctx context.Context, name string) report {
@@ -80,7 +87,10 @@ func (s *suite) run(ctx context.Context, name string) report {
 	rep.Requests, rep.Retries = l.requests.Load(), l.retries.Load()
 	rep.TransportErrors, rep.Status429, rep.Status5xx = l.transportErrors.Load(), l.status429.Load(), l.status503.Load()
 	var v verdict
-	if err == nil {
+	switch {
+	case err == nil && sc.sensors != nil:
+		v, rep.Sensors, err = sc.verifySensors(ctx)
+	case err == nil:
 		v, err = verify(ctx, sc.topo, l, customers)
 	}
 	rep.Acknowledged, rep.AtHub, rep.CustomersChecked, rep.Mismatches = v.acknowledged, v.atHub, v.customersChecked, v.mismatches
@@ -90,7 +100,11 @@ func (s *suite) run(ctx context.Context, name string) report {
 	}
 	rep.OK = err == nil && v.ok()
 	if err == nil && !v.ok() {
-		err = fmt.Errorf("hub holds %d events for %d acknowledged (%d given up), %d customers differ", v.atHub, v.acknowledged, v.givenUp, v.mismatches)
+		if sc.sensors != nil {
+			err = fmt.Errorf("%d of %d identifiers differ from the PUBACKed frames", v.mismatches, v.customersChecked)
+		} else {
+			err = fmt.Errorf("hub holds %d events for %d acknowledged (%d given up), %d customers differ", v.atHub, v.acknowledged, v.givenUp, v.mismatches)
+		}
 	}
 	if err != nil {
 		rep.Error = err.Error()
@@ -130,6 +144,12 @@ func (sc *scenario) run(ctx context.Context) error {
 		// and the edges resend them after the ack timeout (30 s by default).
 		opts.ackTimeout = "5s"
 		fault = sc.brokerRestart
+	case "sensor_sigkill":
+		var err error
+		if opts.devices, err = writeSensorCredentials(sc.dir); err != nil {
+			return err
+		}
+		sc.devices = opts.devices
 	case "hub_unreachable":
 		fault = sc.hubUnreachable
 	case "quota":
@@ -154,11 +174,15 @@ func (sc *scenario) run(ctx context.Context) error {
 	default:
 		return fmt.Errorf("unknown scenario %q", sc.name)
 	}
+	started := time.Now()
 	topo, err := startTopology(ctx, sc.suite.cfg.binDir, sc.dir, opts)
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
 	sc.topo = topo
+	if sc.devices != nil {
+		return sc.sensorSigkill(ctx, started)
+	}
 	gen := generator{prefix: sc.name, customers: customers}
 	edges := []string{topo.edgeURL(0, ""), topo.edgeURL(1, "")}
 	cfg := traffic

@@ -35,6 +35,16 @@ type topoOptions struct {
 	// viaProxy, when set, is given the broker's address and returns the
 	// address the edges dial instead (a proxy in between).
 	viaProxy func(brokerAddr string) (string, error)
+	// devices, when set, gives every edge a device listener for sensors.
+	devices *deviceOptions
+}
+
+// deviceOptions are the edges' device listener settings.
+type deviceOptions struct {
+	credentials string // the --device-credentials file
+	zones       string // --presence-zones
+	minDwell    time.Duration
+	exitTimeout time.Duration
 }
 
 // topology is a hub, an optional external broker and two edge agents, each
@@ -47,6 +57,9 @@ type topology struct {
 	hubHTTP    int
 	edges      []*procs.Proc
 	edgeHTTP   []int
+	// deviceMQTT are the edges' device listeners (mqtt://host:port), when
+	// topoOptions.devices is set.
+	deviceMQTT []string
 	client     *http.Client
 }
 
@@ -104,6 +117,17 @@ func startTopology(ctx context.Context, binDir, dir string, o topoOptions) (*top
 		}
 		if o.quotaBytes != "" {
 			args = append(args, "--quota-bytes", o.quotaBytes, "--retry-after", "1s")
+		}
+		if d := o.devices; d != nil {
+			devPort, err := procs.FreePort()
+			if err != nil {
+				t.close()
+				return nil, err
+			}
+			args = append(args, "--device-mqtt-addr", fmt.Sprintf("127.0.0.1:%d", devPort), "--device-credentials", d.credentials,
+				"--presence-zones", d.zones, "--presence-min-dwell", d.minDwell.String(), "--presence-exit-timeout", d.exitTimeout.String(),
+				"--identifier-rules", "traits.beacon_id=beacon_id")
+			t.deviceMQTT = append(t.deviceMQTT, fmt.Sprintf("mqtt://127.0.0.1:%d", devPort))
 		}
 		t.edges = append(t.edges, &procs.Proc{Name: "edge-" + id, Bin: filepath.Join(binDir, "edge-agent"), Args: args,
 			LogPath: filepath.Join(dir, "edge-"+id+".log")})
