@@ -569,7 +569,7 @@ type writer struct {
 func (q *Queue) newWriter(m meta) *writer {
 	// Badger's limits (db.go): maxBatchSize = 15% of MemTableSize,
 	// maxBatchCount = maxBatchSize / skl.MaxNodeSize; keep room for meta.
-	maxSize := int64(15*(8<<20)/100) - 1024
+	maxSize := 15*q.db.Opts().MemTableSize/100 - 1024
 	return &writer{
 		q:        q,
 		txn:      q.db.NewTransaction(true),

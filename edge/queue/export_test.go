@@ -37,3 +37,6 @@ func (q *Queue) ChannelIndexCount(ch string) uint64 {
 func RecordSize(dataLen int, ch string) int64 {
 	return int64(keyLen + headerLen + len(ch) + dataLen)
 }
+
+// PageOut runs one page-out of q's mapped files now.
+func (q *Queue) PageOut() (int64, error) { return pageOut(q.mapsDir) }

@@ -63,15 +63,25 @@
 //
 // # Badger options
 //
-// Tuned for small devices: MemTableSize 8 MiB, NumMemtables 2,
-// NumLevelZeroTables 2, NumLevelZeroTablesStall 4, BlockCacheSize 8 MiB,
-// ValueLogFileSize 16 MiB, NumCompactors 2, BaseTableSize 1 MiB,
-// BaseLevelSize 4 MiB, no compression, DetectConflicts false, MetricsEnabled
-// false, NumGoroutines 1, SyncWrites true. Badger's own log goes to the
-// injected logger at warning level and above. Value-log GC runs every
-// GCInterval until Close. Badger's table building allocates heavily on the
-// Go heap; set GOMEMLIMIT on small devices (measured peak RSS of the
-// read/ack benchmark: 340 MiB without, 175 MiB with GOMEMLIMIT=64MiB).
+// Tuned for small devices: MemTableSize Options.MemTableBytes (default 8
+// MiB), NumMemtables 2, NumLevelZeroTables 2, NumLevelZeroTablesStall 4,
+// BlockCacheSize Options.BlockCacheBytes (default 8 MiB), ValueThreshold
+// 576 KiB (every event stays in the LSM tree), ValueLogFileSize 16 MiB,
+// NumCompactors 2 (Badger's minimum), BaseTableSize 1 MiB (4 MiB measured
+// worse: compaction builds bigger tables in memory), BaseLevelSize 4 MiB,
+// no compression, DetectConflicts false, MetricsEnabled false,
+// NumGoroutines 1, SyncWrites true. Badger's own log goes to the injected
+// logger at warning level and above. Value-log GC runs every GCInterval
+// until Close.
+//
+// # Memory
+//
+// Badger allocates each memtable whole on the Go heap, and its table
+// building allocates heavily (a 3 MiB index buffer per table, pooled block
+// buffers): give the process a Go memory limit (the agent's
+// --memory-limit). Badger also reads and writes tables through shared
+// file mappings, whose pages stay resident until the table is deleted; on
+// Linux the queue pages them out every PageOutInterval (see pageOut).
 package queue
 
 import (
@@ -79,7 +89,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -98,18 +110,35 @@ var ErrClosed = errors.New("queue closed")
 // MaxEventBytes, or its channel name exceeds 255 bytes. Nothing is stored.
 var ErrTooLarge = errors.New("event too large")
 
+// ErrPageOutUnsupported is returned (and logged once) when the kernel
+// cannot page out the queue's mapped files; the queue then stops trying.
+var ErrPageOutUnsupported = errors.New("paging out mapped files is not supported by this system")
+
 // MaxEventBytes bounds the encoded size of one event.
 const MaxEventBytes = 512 << 10
 
 // Defaults for zero Options fields.
 const (
-	DefaultQuotaBytes = 1 << 30
-	DefaultGCInterval = time.Minute
+	DefaultQuotaBytes      = 1 << 30
+	DefaultGCInterval      = time.Minute
+	DefaultPageOutInterval = 250 * time.Millisecond
 	// DefaultReadEvents applies when Read is called with maxEvents <= 0.
 	DefaultReadEvents = 1000
 	// DefaultReadBytes applies when Read is called with maxBytes <= 0.
 	DefaultReadBytes = 4 << 20
+	// DefaultMemTableBytes and DefaultBlockCacheBytes size Badger's
+	// memory; see Options.
+	DefaultMemTableBytes   = 8 << 20
+	DefaultBlockCacheBytes = 8 << 20
+	// MinMemTableBytes is the smallest memtable that keeps every event
+	// of up to MaxEventBytes in the LSM tree (valueThreshold must not
+	// exceed Badger's batch limit, 15% of the memtable).
+	MinMemTableBytes = 4 << 20
 )
+
+// valueThreshold keeps every event (MaxEventBytes and its header) in the
+// LSM tree, out of the value log.
+const valueThreshold = MaxEventBytes + 64<<10
 
 // OverflowPolicy says what to do when the quota is reached.
 type OverflowPolicy string
@@ -138,6 +167,23 @@ type Options struct {
 	Logger *slog.Logger
 	// Now stamps the received-at of appended events. Default time.Now.
 	Now func() time.Time
+	// MemTableBytes is the size of each of Badger's two memtables. Each
+	// is allocated whole on the Go heap when it is opened (so it counts
+	// against a Go memory limit in full, although its pages become
+	// resident only as they are written), and one write transaction holds
+	// at most 15% of it. Default DefaultMemTableBytes, at least
+	// MinMemTableBytes.
+	MemTableBytes int64
+	// BlockCacheBytes bounds Badger's block cache. Default
+	// DefaultBlockCacheBytes, at least 1 MiB.
+	BlockCacheBytes int64
+	// PageOutInterval is how often the queue asks the kernel to reclaim
+	// the resident pages of Badger's mapped table and value-log files (on
+	// Linux 5.4 and later; elsewhere it does nothing). Badger maps every
+	// table it writes or reads, and without this the pages of the whole
+	// backlog stay in the agent's resident set. Default 1s; negative turns
+	// it off.
+	PageOutInterval time.Duration
 
 	// syncExplicit commits without SyncWrites and calls db.Sync once per
 	// group instead (for the benchmark comparing both).
@@ -174,6 +220,8 @@ type Queue struct {
 	log  *slog.Logger
 	db   *badger.DB
 
+	mapsDir       string // opts.Dir as /proc/self/maps names it
+	pageOutOff    atomic.Bool
 	reqs          chan *appendReq
 	committerDone chan struct{}
 	gcStop        chan struct{}
@@ -231,6 +279,24 @@ func Open(opts Options) (*Queue, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.PageOutInterval == 0 {
+		opts.PageOutInterval = DefaultPageOutInterval
+	}
+	if opts.PageOutInterval > 0 {
+		opts.PageOutInterval = max(opts.PageOutInterval, 50*time.Millisecond)
+	}
+	switch {
+	case opts.MemTableBytes == 0:
+		opts.MemTableBytes = DefaultMemTableBytes
+	case opts.MemTableBytes < MinMemTableBytes:
+		return nil, fmt.Errorf("open queue: MemTableBytes %d is below %d", opts.MemTableBytes, MinMemTableBytes)
+	}
+	switch {
+	case opts.BlockCacheBytes == 0:
+		opts.BlockCacheBytes = DefaultBlockCacheBytes
+	case opts.BlockCacheBytes < 1<<20:
+		return nil, fmt.Errorf("open queue: BlockCacheBytes %d is below 1 MiB", opts.BlockCacheBytes)
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -241,8 +307,17 @@ func Open(opts Options) (*Queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open queue: %w", err)
 	}
+	// /proc/self/maps names mapped files by their resolved absolute path.
+	mapsDir := opts.Dir
+	if abs, err := filepath.Abs(mapsDir); err == nil {
+		mapsDir = abs
+	}
+	if real, err := filepath.EvalSymlinks(mapsDir); err == nil {
+		mapsDir = real
+	}
 	q := &Queue{
 		opts:          opts,
+		mapsDir:       mapsDir,
 		log:           log,
 		db:            db,
 		reqs:          make(chan *appendReq, 1024),
@@ -260,7 +335,12 @@ func Open(opts Options) (*Queue, error) {
 		}
 	}
 	start := time.Now()
-	if err := q.recover(); err != nil {
+	// Recovery reads every queued value, fast: page out often while it
+	// runs.
+	stopPageOut := q.pageOutEvery(min(opts.PageOutInterval, 50*time.Millisecond))
+	err = q.recover()
+	stopPageOut()
+	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open queue: recover: %w", err)
 	}
@@ -273,12 +353,13 @@ func Open(opts Options) (*Queue, error) {
 
 func badgerOptions(opts Options, log *slog.Logger) badger.Options {
 	bo := badger.DefaultOptions(opts.Dir)
-	bo.MemTableSize = 8 << 20
+	bo.MemTableSize = opts.MemTableBytes
 	bo.NumMemtables = 2
 	bo.NumLevelZeroTables = 2
 	bo.NumLevelZeroTablesStall = 4
-	bo.BlockCacheSize = 8 << 20
+	bo.BlockCacheSize = opts.BlockCacheBytes
 	bo.ValueLogFileSize = 16 << 20
+	bo.ValueThreshold = valueThreshold
 	bo.NumCompactors = 2
 	bo.BaseTableSize = 1 << 20
 	bo.BaseLevelSize = 4 << 20
@@ -525,8 +606,58 @@ func (q *Queue) Close() error {
 	return nil
 }
 
+// pageOutEvery pages out the mapped files every d (if d > 0 and the
+// system can) and once more when stop is called; stop returns when the
+// last page-out is done.
+func (q *Queue) pageOutEvery(d time.Duration) (stop func()) {
+	if d <= 0 || !pageOutSupported || q.pageOutOff.Load() {
+		return func() {}
+	}
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				q.pageOut()
+				return
+			case <-t.C:
+				if !q.pageOut() {
+					<-quit
+					return
+				}
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
+// pageOut pages out the mapped files once. It returns false, and turns
+// paging out off, when the system cannot do it.
+func (q *Queue) pageOut() bool {
+	if q.pageOutOff.Load() {
+		return false
+	}
+	_, err := pageOut(q.mapsDir)
+	switch {
+	case errors.Is(err, ErrPageOutUnsupported):
+		q.log.Info("not paging out mapped files", "err", err)
+		q.pageOutOff.Store(true)
+		return false
+	case err != nil:
+		q.log.Warn("page out mapped files", "err", err)
+	}
+	return true
+}
+
+// gcLoop runs value-log GC every GCInterval and pages out the mapped files
+// every PageOutInterval, until Close.
 func (q *Queue) gcLoop() {
 	defer close(q.gcDone)
+	stopPageOut := q.pageOutEvery(q.opts.PageOutInterval)
+	defer stopPageOut()
 	t := time.NewTicker(q.opts.GCInterval)
 	defer t.Stop()
 	for {

@@ -1,0 +1,84 @@
+package queue_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"strconv"
+	"testing"
+
+	"github.com/unico-cdp/unico/edge/queue"
+)
+
+// residentFileKiB returns RssFile of this process.
+func residentFileKiB(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if v, ok := bytes.CutPrefix(line, []byte("RssFile:")); ok {
+			n, err := strconv.ParseInt(string(bytes.TrimSuffix(bytes.TrimSpace(v), []byte(" kB"))), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatal("no RssFile in /proc/self/status")
+	return 0
+}
+
+// TestPageOutLowersResidentFiles fills a queue until Badger has written
+// tables, reads it all back, and checks that a page-out advises the mapped
+// tables and lowers the process's resident file pages, with every event
+// still readable afterwards.
+func TestPageOutLowersResidentFiles(t *testing.T) {
+	// A relative directory, as the agent's default --data-dir is.
+	t.Chdir(t.TempDir())
+	q := open(t, queue.Options{Dir: "q", PageOutInterval: -1, MemTableBytes: queue.MinMemTableBytes})
+	defer closeQ(t, q)
+	const n = 40_000
+	for i := 0; i < n; i += 500 {
+		if err := q.Append(t.Context(), events("pos", i, 500)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	readAll := func() int {
+		got := 0
+		for from := uint64(1); ; {
+			recs, err := q.Read(from, 1000, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) == 0 {
+				return got
+			}
+			got += len(recs)
+			from = recs[len(recs)-1].Seq + 1
+		}
+	}
+	if got := readAll(); got != n {
+		t.Fatalf("read %d events, want %d", got, n)
+	}
+	before := residentFileKiB(t)
+	advised, err := q.PageOut()
+	if errors.Is(err, queue.ErrPageOutUnsupported) {
+		t.Skip("SKIP: the kernel has no MADV_PAGEOUT")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := residentFileKiB(t)
+	t.Logf("advised %d KiB of mappings; resident file pages %d KiB -> %d KiB", advised>>10, before, after)
+	if advised == 0 {
+		t.Fatal("no mapped table file was advised")
+	}
+	if after >= before {
+		t.Errorf("resident file pages %d KiB after page-out, %d KiB before: want fewer", after, before)
+	}
+	if got := readAll(); got != n {
+		t.Fatalf("after page-out read %d events, want %d", got, n)
+	}
+}
