@@ -63,8 +63,22 @@ type Config struct {
 	// Snapshots configures snapshot sync; Tenant, EdgeID and Publish are
 	// set by the agent.
 	Snapshots cache.SyncerConfig
+	// MemoryLimit, when positive, is the memory the process is meant to
+	// stay within (the caller sets the Go runtime's limit to it): the
+	// queue's Badger memtables and block cache are scaled to it (see
+	// QueueMemory) unless Queue sets them.
+	MemoryLimit int64
 	// Version is reported by /v1/status.
 	Version string
+}
+
+// QueueMemory returns the queue's Badger memtable and block cache sizes
+// for a process memory limit: each 1/16 of it, the memtable at least
+// queue.MinMemTableBytes, the cache at least 1 MiB, both at most 64 MiB.
+// A limit of 64 MiB gives 4 MiB each, 128 MiB the queue's defaults (8 MiB).
+func QueueMemory(limit int64) (memTable, blockCache int64) {
+	part := limit / 16
+	return min(max(part, queue.MinMemTableBytes), 64<<20), min(max(part, 1<<20), 64<<20)
 }
 
 // Agent is a running edge agent.
@@ -150,6 +164,15 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	qo.Dir = filepath.Join(a.cfg.DataDir, "queue")
 	if qo.Logger == nil {
 		qo.Logger = a.log
+	}
+	if a.cfg.MemoryLimit > 0 {
+		mt, bc := QueueMemory(a.cfg.MemoryLimit)
+		if qo.MemTableBytes == 0 {
+			qo.MemTableBytes = mt
+		}
+		if qo.BlockCacheBytes == 0 {
+			qo.BlockCacheBytes = bc
+		}
 	}
 	q, err := queue.Open(qo)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,6 +28,14 @@ import (
 
 var version = "dev"
 
+// defaultMemoryLimit suits a store box that gives the agent a few hundred
+// MB; minMemoryLimit is below the working set of an idle agent, where the
+// collector would run without pause.
+const (
+	defaultMemoryLimit = 128 << 20
+	minMemoryLimit     = 32 << 20
+)
+
 func main() { os.Exit(run(os.Args[1:])) }
 
 func run(args []string) int {
@@ -38,6 +47,7 @@ func run(args []string) int {
 		hubPassword, hashSalt      conf.Secret
 		hashTypes                  string
 		quota                      = conf.Bytes(queue.DefaultQuotaBytes)
+		memLimit                   = conf.Bytes(defaultMemoryLimit)
 		maxMsg                     = conf.Bytes(protocol.DefaultMaxMessageBytes)
 		maxBatch                   = conf.Bytes(protocol.DefaultMaxBatchBytes)
 		logLevel, logFormat        string
@@ -60,6 +70,7 @@ func run(args []string) int {
 	fs.StringVar(&cfg.Ingest.Map.DefaultCountryCode, "default-country-code", "", "calling code for national phone numbers, such as 44 or 39")
 	fs.StringVar(&rules, "identifier-rules", "", "extra identifiers: `path=type,…` such as properties.card_number=loyalty_id")
 	fs.Var(&quota, "quota-bytes", "disk quota of the queue (such as 512MiB, 2GB)")
+	fs.Var(&memLimit, "memory-limit", "memory the agent keeps its Go heap within, and scales the queue's Badger memtables and block cache to (0: no limit, Badger defaults; GOMEMLIMIT applies)")
 	fs.StringVar(&overflow, "overflow", "", "per-channel policy when the quota is reached: `channel=drop_oldest,…` (others get 429)")
 	fs.Var(&maxMsg, "max-message-bytes", "largest Segment message")
 	fs.Var(&maxBatch, "max-batch-bytes", "largest /v1/batch request body")
@@ -117,6 +128,11 @@ func run(args []string) int {
 		return 2
 	}
 	cfg.Queue.QuotaBytes = int64(quota)
+	if memLimit < 0 || (memLimit > 0 && memLimit < minMemoryLimit) {
+		fmt.Fprintf(os.Stderr, "edge-agent: memory-limit %s: want 0 (no limit) or at least %s\n", memLimit, conf.Bytes(minMemoryLimit))
+		return 2
+	}
+	cfg.MemoryLimit = int64(memLimit)
 	cfg.Ingest.Map.MaxMessageBytes = int(maxMsg)
 	cfg.Ingest.Map.MaxBatchBytes = int(maxBatch)
 	cfg.Ingest.WriteKeys = conf.SplitList(writeKeys)
@@ -155,9 +171,12 @@ func run(args []string) int {
 		fmt.Println("configuration ok")
 		return 0
 	}
+	if memLimit > 0 {
+		debug.SetMemoryLimit(int64(memLimit))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	log.Info("starting edge agent", "version", version)
+	log.Info("starting edge agent", "version", version, "memory_limit", memLimit.String())
 	if err := agent.Run(ctx); err != nil {
 		log.Error("edge agent failed", "err", err)
 		return 1
