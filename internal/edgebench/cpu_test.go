@@ -67,3 +67,20 @@ func TestCPUTimeOfSelfGrows(t *testing.T) {
 		}
 	}
 }
+
+func TestParseRSS(t *testing.T) {
+	good := "Name:\tedge-agent\nVmHWM:\t  204800 kB\nVmRSS:\t  102400 kB\nRssAnon:\t   51200 kB\nRssFile:\t   49152 kB\nRssShmem:\t       0 kB\n"
+	r, err := parseRSS([]byte(good))
+	if err != nil || r != (RSS{Anon: 50, File: 48}) {
+		t.Fatalf("parseRSS = %+v, %v; want 50 MiB anon, 48 MiB file", r, err)
+	}
+	for _, bad := range []string{"RssAnon:\t1 kB\n", "RssAnon:\tx kB\nRssFile:\t1 kB\n"} {
+		if r, err := parseRSS([]byte(bad)); err == nil {
+			t.Errorf("parseRSS(%q) = %+v, want an error", bad, r)
+		}
+	}
+	self, err := CurrentRSS(os.Getpid())
+	if err != nil || self.Anon <= 0 {
+		t.Fatalf("CurrentRSS(self) = %+v, %v", self, err)
+	}
+}

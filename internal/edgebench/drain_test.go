@@ -267,16 +267,41 @@ func (s *ackSubscriber) stats() subStats {
 	return subStats{s.high, s.events, s.batches, s.resent, s.firstAt, s.firstCPU, append([]string(nil), s.errs...)}
 }
 
+// sampleRSS polls the resident memory of pid every 20 ms until stop is
+// called, which returns the largest anonymous and file-backed figures seen.
+func sampleRSS(pid int) (stop func() RSS) {
+	quit, done := make(chan struct{}), make(chan RSS, 1)
+	go func() {
+		var peak RSS
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if r, err := CurrentRSS(pid); err == nil {
+				peak.MaxRSS(r)
+			}
+			select {
+			case <-quit:
+				done <- peak
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() RSS { close(quit); return <-done }
+}
+
 // drainResult is one drain of a backlog.
 type drainResult struct {
 	took      time.Duration // first batch received → queue_depth 0
 	startup   time.Duration // agent start → first batch received
 	agentCPU  time.Duration // agent CPU time during took
 	peakRSS   float64       // MiB, the draining agent process
+	drainMem  RSS           // its largest anonymous and file-backed RSS
 	batches   uint64
 	resent    uint64
 	fillRate  float64 // events/s accepted while filling
 	fillRSS   float64 // MiB, the filling agent process
+	fillMem   RSS
 	fillCPUev time.Duration
 }
 
@@ -295,8 +320,10 @@ func runDrain(tb testing.TB, brokerPort, n int, env, extra []string) drainResult
 		tb.Fatal(err)
 	}
 	t0 := time.Now()
+	stopSampling := sampleRSS(filler.pid())
 	fill(tb, filler, n)
 	r.fillRate = float64(n) / time.Since(t0).Seconds()
+	r.fillMem = stopSampling()
 	cpu1, err := CPUTime(filler.pid())
 	if err != nil {
 		tb.Fatal(err)
@@ -322,6 +349,7 @@ func runDrain(tb testing.TB, brokerPort, n int, env, extra []string) drainResult
 	mu.Lock()
 	agent = startEdge(tb, dir, brokerPort, env, args...)
 	mu.Unlock()
+	stopSampling = sampleRSS(agent.pid())
 	waitFor(tb, 30*time.Minute, "backlog drained", func() bool {
 		if st := sub.stats(); len(st.errs) > 0 {
 			tb.Fatalf("subscriber: %s", strings.Join(st.errs, "; "))
@@ -329,6 +357,7 @@ func runDrain(tb testing.TB, brokerPort, n int, env, extra []string) drainResult
 		return agent.status(tb).QueueDepth == 0
 	})
 	end := time.Now()
+	r.drainMem = stopSampling()
 	cpuEnd, err := CPUTime(agent.pid())
 	if err != nil {
 		tb.Fatal(err)
@@ -374,7 +403,8 @@ func TestDrainToBroker(t *testing.T) {
 // queue_depth is 0 (every event acked and deleted), the agent's CPU µs per
 // event over that span, its peak RSS while draining (queue recovery
 // included) and, for the filling agent, ingest events/s, CPU µs per event
-// and peak RSS. EDGEBENCH_AGENT_ARGS adds agent flags.
+// and peak RSS; for both, the largest anonymous and file-backed parts of
+// RSS seen (sampled every 20 ms). EDGEBENCH_AGENT_ARGS adds agent flags.
 func BenchmarkEdgeDrainBroker(b *testing.B) {
 	binaries(b)
 	n := drainBacklog(b)
@@ -394,6 +424,8 @@ func BenchmarkEdgeDrainBroker(b *testing.B) {
 				sum.resent += r.resent
 				sum.peakRSS = max(sum.peakRSS, r.peakRSS)
 				sum.fillRSS = max(sum.fillRSS, r.fillRSS)
+				sum.drainMem.MaxRSS(r.drainMem)
+				sum.fillMem.MaxRSS(r.fillMem)
 				sum.fillRate += r.fillRate
 				sum.fillCPUev += r.fillCPUev
 				runs++
@@ -408,6 +440,10 @@ func BenchmarkEdgeDrainBroker(b *testing.B) {
 			b.ReportMetric(sum.fillRate/float64(runs), "ingest-events/s")
 			b.ReportMetric(float64(sum.fillCPUev.Nanoseconds())/1000/float64(runs), "ingest-CPU-µs/event")
 			b.ReportMetric(sum.fillRSS, "ingest-peakRSS-MiB")
+			b.ReportMetric(sum.drainMem.Anon, "drain-anon-MiB")
+			b.ReportMetric(sum.drainMem.File, "drain-file-MiB")
+			b.ReportMetric(sum.fillMem.Anon, "ingest-anon-MiB")
+			b.ReportMetric(sum.fillMem.File, "ingest-file-MiB")
 		})
 	}
 }

@@ -257,6 +257,11 @@ func startEdge(tb testing.TB, dir string, hubMQTT int, env []string, extra ...st
 		"--default-channel", "pos", "--log-level", "warn", "--ack-timeout", "3s"}, extra...)
 	e.proc = start(tb, "edge-agent", env, args...)
 	waitFor(tb, 60*time.Second, "edge /healthz", func() bool {
+		select {
+		case <-e.done:
+			tb.Fatalf("edge-agent exited while starting:\n%s", e.log.String())
+		default:
+		}
 		resp, err := http.Get(e.url("/healthz"))
 		if err != nil {
 			return false
