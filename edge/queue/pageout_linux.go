@@ -20,7 +20,10 @@ const pageOutSupported = true
 // tables through shared file mappings, and every page it touched stays in
 // the process's resident set until the table is deleted, although the
 // queue reads each event once. MADV_PAGEOUT never changes memory contents:
-// a page touched again is read back from the page cache or the disk. It
+// a page touched again is read back from the page cache or the disk. So a
+// table that Badger unmaps between the read of /proc/self/maps and the
+// madvise call is harmless too: the advice fails on an unmapped range, and
+// on a range mapped anew it only costs that mapping a page fault later. It
 // returns the bytes of the mappings it advised, or ErrPageOutUnsupported
 // when the kernel does not know MADV_PAGEOUT.
 func pageOut(dir string) (int64, error) {
