@@ -485,11 +485,13 @@ func (e *edgeFleet) tick(now time.Time) {
 			s.watchdog(now)
 		}
 	}
-	// The agent closes a session ExitTimeout after its last sighting, on
-	// a tick of its own; a session of the mirror closed that early could
-	// be split by a frame the agent received late but still in time. So
-	// the mirror closes sessions one ExitTimeout later: the exit's id
-	// comes from the last sighting either way.
+	// The agent closes a session once the sensor that saw it last has
+	// reported ExitTimeout past the sighting (or, for a silent sensor, by
+	// the wall clock), on a tick of its own; a session of the mirror
+	// closed by the wall clock that early could be split by a frame the
+	// agent received late but still in time. So the mirror's wall clock
+	// runs one ExitTimeout behind: the exit's id comes from the last
+	// sighting either way.
 	e.mirrorMu.Lock()
 	e.account(e.mirror.Tick(now.Add(-cfg.ExitTimeout)))
 	e.mirrorMu.Unlock()
