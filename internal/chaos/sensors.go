@@ -44,15 +44,15 @@ type sensorLedger struct {
 	mu     sync.Mutex
 	starts [][]time.Time // per edge: when each run was started, in order
 	x      *expectation
-	// armed, per edge, is signalled (and cleared) when the edge
+	// armed, per edge, is a kill to fire (then cleared) when the edge
 	// acknowledges a frame that yields events.
-	armed []chan struct{}
+	armed []*armedKill
 	// err is the first frame the bridge refused.
 	err error
 }
 
 func newSensorLedger(edges int, startedAt time.Time) *sensorLedger {
-	l := &sensorLedger{starts: make([][]time.Time, edges), armed: make([]chan struct{}, edges),
+	l := &sensorLedger{starts: make([][]time.Time, edges), armed: make([]*armedKill, edges),
 		x: &expectation{frameRun: map[frameKey]runKey{}, idents: map[protocol.Identifier]*identExpect{},
 			kills: make([]int, edges), bridges: map[runKey]*bridge.Bridge{}}}
 	for e := range l.starts {
@@ -70,20 +70,35 @@ func (l *sensorLedger) onAcked(a simulate.AckedFrame) {
 	if err != nil && l.err == nil {
 		l.err = err
 	}
-	if ch := l.armed[a.Edge]; n > 0 && ch != nil {
-		close(ch)
+	if k := l.armed[a.Edge]; n > 0 && k != nil {
+		// At once, before anything else the agent does after the PUBACK.
+		_ = syscall.Kill(k.pid, syscall.SIGKILL)
+		close(k.fired)
 		l.armed[a.Edge] = nil
 	}
 }
 
-// arm returns a channel closed once edge e acknowledges a frame that
-// yields events.
-func (l *sensorLedger) arm(e int) <-chan struct{} {
+// armedKill is a SIGKILL of process pid waiting for a PUBACK.
+type armedKill struct {
+	pid   int
+	fired chan struct{}
+}
+
+// arm has edge e's agent, process pid, killed with SIGKILL as soon as it
+// acknowledges a frame that yields events; the channel is closed then.
+func (l *sensorLedger) arm(e, pid int) <-chan struct{} {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	ch := make(chan struct{})
-	l.armed[e] = ch
-	return ch
+	k := &armedKill{pid: pid, fired: make(chan struct{})}
+	l.armed[e] = k
+	return k.fired
+}
+
+// disarm cancels edge e's armed kill.
+func (l *sensorLedger) disarm(e int) {
+	l.mu.Lock()
+	l.armed[e] = nil
+	l.mu.Unlock()
 }
 
 // restarted records that edge e was killed and is started again at at.
@@ -265,10 +280,10 @@ type sensorReport struct {
 // one frame every 100 ms each, 100 visits started a second, QoS 1, unacked
 // frames resent unchanged after a reconnect) report to both edge agents'
 // device listeners while the agents are killed with SIGKILL, alternately
-// one and the other: every 1.5–3 s, right after the agent PUBACKed a
-// frame that yields events (the worst moment for a PUBACK sent before the
-// fsync), then once more 0.2–0.8 s after its restart, while the sensors
-// reconnect and resend. After the traffic the suite waits for the last
+// one and the other: every 1.5–3 s, from within the callback of the
+// PUBACK of a frame that yields events (the worst moment for a PUBACK sent
+// before the fsync), then once more 0.2–0.8 s after its restart, while the
+// sensors reconnect and resend. After the traffic the suite waits for the last
 // sessions to close and the edges to drain, and checks the hub against
 // the PUBACKed frames as verifySensors says. Its figures: 4,100–4,200
 // frames PUBACKed, 6 kills and about 650 identifiers checked at
@@ -331,10 +346,11 @@ func (sc *scenario) sensorSigkill(ctx context.Context, started time.Time) error 
 		// after the agent acknowledged a frame that yields events.
 		e := i % len(t.edges)
 		select {
-		case <-led.arm(e):
+		case <-led.arm(e, t.edges[e].Pid()):
 		case <-time.After(2 * time.Second):
 		case <-ctx.Done():
 		}
+		led.disarm(e)
 		if faultErr = kill(e); faultErr != nil {
 			break
 		}

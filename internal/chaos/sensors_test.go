@@ -38,7 +38,7 @@ func TestSensorLedgerRuns(t *testing.T) {
 		return &bridge.Frame{Version: bridge.Version, Type: bridge.FrameReport, DeviceID: dev, BootID: 5, Seq: seq, UptimeMS: 60_000 + uint64(seq)*100,
 			Records: []bridge.Record{{Type: bridge.RecordSighting, Sighting: bridge.Sighting{Kind: bridge.KindBeaconID, ID: beacon, RSSI: -50, Zone: 1}}}}
 	}
-	armed := l.arm(0)
+	armed := l.arm(0, 1<<30) // no such process
 	l.onAcked(simulate.AckedFrame{Edge: 0, Frame: frame(0), AckedAt: t0.Add(100 * time.Millisecond), ConnectedAt: t0.Add(time.Millisecond)})
 	select {
 	case <-armed:
