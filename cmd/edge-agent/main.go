@@ -32,7 +32,7 @@ var version = "dev"
 // MB; minMemoryLimit is below the working set of an idle agent, where the
 // collector would run without pause.
 const (
-	defaultMemoryLimit = 128 << 20
+	defaultMemoryLimit = 192 << 20
 	minMemoryLimit     = 32 << 20
 )
 
