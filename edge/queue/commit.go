@@ -182,7 +182,7 @@ func (q *Queue) commitGroup(group []*appendReq) {
 	q.writeMu.Lock()
 	defer q.writeMu.Unlock()
 	q.mu.Lock()
-	next, head, used := q.nextSeq, q.head, q.bytes
+	next, head, used := q.nextSeq, q.head, q.bytes+q.qbytes
 	q.mu.Unlock()
 	quota := q.opts.QuotaBytes
 	ok := make([]*appendReq, 0, len(group))
@@ -294,7 +294,7 @@ func (q *Queue) appendWithDrop(r *appendReq) error {
 		span
 	}
 	q.mu.Lock()
-	next, head, used := q.nextSeq, q.head, q.bytes
+	next, head, used := q.nextSeq, q.head, q.bytes+q.qbytes
 	need := used + r.size - q.opts.QuotaBytes
 	var spans []chSpan
 	seen := map[string]bool{}
@@ -603,6 +603,34 @@ func (w *writer) set(key, val []byte, next uint64) error {
 	return nil
 }
 
+// room reports whether est more bytes in n more entries fit the current
+// transaction without a commit (always true for an empty one).
+func (w *writer) room(est, n int64) bool {
+	return w.count == 0 || (w.size+est <= w.maxSize && w.count+n <= w.maxCount)
+}
+
+// move deletes delKey and sets setKey=val in the same transaction (it
+// commits what is pending first if both do not fit); next is the meta's
+// next seq once they are stored.
+func (w *writer) move(delKey, setKey, val []byte, next uint64) error {
+	est := int64(len(delKey)+12) + int64(len(setKey)+len(val)+12)
+	if !w.room(est, 2) {
+		if err := w.commit(); err != nil {
+			return err
+		}
+	}
+	w.size += est
+	w.count += 2
+	if err := w.txn.Delete(delKey); err != nil {
+		return err
+	}
+	if err := w.txn.Set(setKey, val); err != nil {
+		return err
+	}
+	w.m.next = max(w.m.next, next)
+	return nil
+}
+
 func (w *writer) del(key []byte) error {
 	if err := w.reserve(int64(len(key) + 12)); err != nil {
 		return err
@@ -701,5 +729,5 @@ func (q *Queue) recover() error {
 	if q.depth == 0 {
 		q.head = q.nextSeq
 	}
-	return nil
+	return q.recoverQuarantine(txn)
 }

@@ -47,13 +47,29 @@
 //
 // # Quota and overflow
 //
-// QuotaBytes bounds the stored bytes (key + value) of queued events. An
-// Append that would exceed it fails with ErrFull and stores nothing, unless
+// QuotaBytes bounds the stored bytes (key + value) of queued and
+// quarantined events. An Append that would exceed it fails with ErrFull and stores nothing, unless
 // every one of its events belongs to a channel whose policy is
 // OverflowDropOldest and deleting the oldest queued events of those
 // channels frees enough room: then those events are deleted in the same
 // transaction as the new ones are written, counted per channel in
 // Stats.Dropped and logged. Channels without that policy are never dropped.
+//
+// # Quarantine
+//
+// An event the hub refuses on its own (see edge/uplink) is moved out of the
+// queue into the quarantine: key 'q' followed by the seq it had, value a
+// header (format version, quarantined-at, received-at, channel, the hub's
+// error text up to MaxQuarantineErrorBytes) followed by the event's bytes as
+// they were queued. Quarantine deletes the queued key and writes the
+// quarantine key in one Badger transaction, so a crash leaves the event in
+// exactly one of the two places. Quarantined events are never dropped by
+// the queue: they stay until RetryQuarantined moves them back to the tail of
+// the queue (under new seqs, one transaction per chunk of events) or
+// DiscardQuarantined deletes one. Their stored bytes count against
+// QuotaBytes together with the queued events' (Stats.QuarantineBytes beside
+// Stats.Bytes), so a quarantine that keeps growing ends in ErrFull rather
+// than in an unbounded disk.
 //
 // # Corrupt records
 //
@@ -156,7 +172,8 @@ const (
 type Options struct {
 	// Dir is the Badger directory. Required.
 	Dir string
-	// QuotaBytes bounds the stored bytes of queued events. Default 1 GiB.
+	// QuotaBytes bounds the stored bytes of queued and quarantined events.
+	// Default 1 GiB.
 	QuotaBytes int64
 	// Overflow maps a channel ("iot", …) to its policy; unlisted channels
 	// use OverflowReject.
@@ -212,6 +229,14 @@ type Stats struct {
 	Dropped          map[string]uint64 // events dropped by overflow policy, per channel, since open
 	Corrupt          uint64            // corrupt records skipped and deleted since open
 	Commits          uint64            // synced group commits since open
+
+	// The quarantine (see Quarantine). Its bytes count against the
+	// quota together with Bytes.
+	QuarantineDepth int64  // events in quarantine
+	QuarantineBytes int64  // their stored bytes
+	Quarantined     uint64 // events moved to quarantine since open
+	Requeued        uint64 // quarantined events moved back to the queue since open
+	Discarded       uint64 // quarantined events discarded since open
 }
 
 // Queue is a durable FIFO of events. All methods are safe for concurrent use.
@@ -250,8 +275,14 @@ type Queue struct {
 	corrupt  uint64
 	commits  uint64
 	dropped  map[string]uint64
-	chans    map[string]*seqRanges // only channels with OverflowDropOldest
-	notify   chan struct{}         // closed and replaced on every commit
+	// The quarantine: events, bytes and counters since open.
+	qdepth      int64
+	qbytes      int64
+	quarantined uint64
+	requeued    uint64
+	discarded   uint64
+	chans       map[string]*seqRanges // only channels with OverflowDropOldest
+	notify      chan struct{}         // closed and replaced on every commit
 }
 
 // Open opens or creates the queue in opts.Dir and recovers its state.
@@ -574,6 +605,11 @@ func (q *Queue) Stats() Stats {
 		Acked:            q.acked,
 		Corrupt:          q.corrupt,
 		Commits:          q.commits,
+		QuarantineDepth:  q.qdepth,
+		QuarantineBytes:  q.qbytes,
+		Quarantined:      q.quarantined,
+		Requeued:         q.requeued,
+		Discarded:        q.discarded,
 		Dropped:          make(map[string]uint64, len(q.dropped)),
 	}
 	for k, v := range q.dropped {

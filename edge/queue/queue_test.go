@@ -21,6 +21,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
 		os.Exit(runChild())
 	}
+	if os.Getenv(quarantineChildEnv) != "" {
+		os.Exit(runQuarantineChild())
+	}
 	goleak.VerifyTestMain(m)
 }
 
