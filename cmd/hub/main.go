@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -70,7 +71,8 @@ func run(args []string) int {
 	fs.IntVar(&cfg.Offers.TopN, "offers-top", 3, "offers per profile")
 	fs.IntVar(&cfg.CacheProfiles, "cache-profiles", store.DefaultCacheProfiles, "decoded profiles the writer keeps in memory")
 	fs.IntVar(&cfg.CacheNodes, "cache-nodes", store.DefaultCacheNodes, "decoded identifiers the writer keeps in memory")
-	fs.Var(&memLimit, "memory-limit", "soft limit of the hub's Go memory, e.g. `2GiB` (0: none); the garbage collector works harder near it")
+	memLimit = 2 << 30
+	fs.Var(&memLimit, "memory-limit", "soft limit of the hub's Go memory, e.g. `4GiB` (0: none); the garbage collector works harder near it, so raise it with larger caches")
 	fs.IntVar(&gcPercent, "gc-percent", 200, "garbage collector target: heap growth in percent between collections (Go's GOGC); higher spends memory to save CPU")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
@@ -99,8 +101,15 @@ func run(args []string) int {
 	if gcSet || os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
-	if memLimit > 0 {
-		debug.SetMemoryLimit(int64(memLimit))
+	// Likewise GOMEMLIMIT, unless --memory-limit is given.
+	memSet := false
+	fs.Visit(func(f *flag.Flag) { memSet = memSet || f.Name == "memory-limit" })
+	if memSet || os.Getenv("GOMEMLIMIT") == "" {
+		if memLimit > 0 {
+			debug.SetMemoryLimit(int64(memLimit))
+		} else {
+			debug.SetMemoryLimit(math.MaxInt64)
+		}
 	}
 	cfg.AdminToken = token.Reveal()
 	if brokerUser != "" {
