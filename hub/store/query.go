@@ -379,41 +379,55 @@ func (s *Store) Changes(limit int) ([]Change, error) {
 
 // ClearChanges removes the marks of changes that have been acted on. A
 // mark set again by a later commit has a newer version and stays.
+//
+// It does not wait for the writer: the changes leave the list at once, and
+// their persisted marks are deleted in the writer's next transaction (or
+// right away when the writer is idle). A crash before that only lists them
+// again, which repeats work the snapshot manager does idempotently.
 func (s *Store) ClearChanges(changes []Change) error {
-	s.mu.Lock()
+	s.pendingMu.Lock()
+	for _, c := range changes {
+		if v, ok := s.pending[c.ProfileID]; ok && v == c.Version {
+			delete(s.pending, c.ProfileID)
+			s.unmark = append(s.unmark, c.ProfileID)
+		}
+	}
+	s.pendingMu.Unlock()
+	if !s.mu.TryLock() {
+		return nil // the writer deletes them with its next commit
+	}
 	defer s.mu.Unlock()
 	if s.closed {
 		return ErrClosed
 	}
-	// pending mirrors the persisted marks and only the writer (holding
-	// s.mu) adds to it: a mark whose version moved on stays.
-	var done []string
-	s.pendingMu.Lock()
-	for _, c := range changes {
-		if v, ok := s.pending[c.ProfileID]; ok && v == c.Version {
-			done = append(done, c.ProfileID)
-		}
-	}
-	s.pendingMu.Unlock()
-	if len(done) == 0 {
-		return nil
-	}
-	wb := s.db.NewWriteBatch()
-	defer wb.Cancel()
-	for _, pid := range done {
-		if err := wb.Delete(dirtyKey(pid)); err != nil {
-			return err
-		}
-	}
-	if err := wb.Flush(); err != nil {
+	t := s.newTx()
+	defer t.discard()
+	if err := t.unmarkCleared(); err != nil {
 		return err
 	}
+	return t.commit()
+}
+
+// unmarkCleared deletes, in this transaction, the persisted marks of
+// changes cleared since the last commit, unless the profile was marked
+// again since. A mark this transaction sets is written after these
+// deletes, so it stays.
+func (t *tx) unmarkCleared() error {
+	s := t.s
 	s.pendingMu.Lock()
-	for _, c := range changes {
-		if s.pending[c.ProfileID] == c.Version {
-			delete(s.pending, c.ProfileID)
+	pids := s.unmark
+	s.unmark = nil
+	var stale []string
+	for _, pid := range pids {
+		if _, again := s.pending[pid]; !again {
+			stale = append(stale, pid)
 		}
 	}
 	s.pendingMu.Unlock()
+	for _, pid := range stale {
+		if err := t.btx.Delete(dirtyKey(pid)); err != nil {
+			return fmt.Errorf("clear change mark: %w", err)
+		}
+	}
 	return nil
 }

@@ -153,6 +153,9 @@ type Store struct {
 	// so that Changes need not scan keys that are mostly deleted marks.
 	pendingMu sync.Mutex
 	pending   map[string]uint64
+	// unmark lists profiles whose changes were cleared and whose persisted
+	// marks the next commit deletes. Guarded by pendingMu.
+	unmark []string
 
 	profiles, events                                       atomic.Int64
 	duplicates, merges, repartitions, unresolved, tooLarge atomic.Int64
@@ -429,6 +432,9 @@ func (t *tx) overlayOf(prefix []byte) map[string]overlayWrite {
 
 func (t *tx) commit() error {
 	defer t.discard()
+	if err := t.unmarkCleared(); err != nil {
+		return err
+	}
 	for x := range t.dirtyN {
 		b, err := msgpack.Marshal(t.nodes[x])
 		if err != nil {

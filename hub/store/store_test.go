@@ -277,3 +277,42 @@ func TestChangesVersioned(t *testing.T) {
 		t.Fatalf("want one merged-away profile among %+v", cs)
 	}
 }
+
+// ClearChanges does not wait for a busy writer: the marks go with the
+// writer's next commit, and a profile marked again in that very commit
+// stays marked, also after a restart.
+func TestClearChangesWhileWriterBusy(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit(t, s, order("o1", 1, 10, "s1", id("email", "a@b.co")))
+	commit(t, s, order("o2", 2, 10, "s1", id("email", "c@d.co")))
+	cs, err := s.Changes(10)
+	if err != nil || len(cs) != 2 {
+		t.Fatalf("changes: %+v, %v", cs, err)
+	}
+	s.mu.Lock() // the writer is busy
+	if err := s.ClearChanges(cs); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Unlock()
+	if left, _ := s.Changes(10); len(left) != 0 {
+		t.Fatalf("cleared changes still listed: %+v", left)
+	}
+	// The next commit deletes both marks and marks a@b.co's profile again.
+	commit(t, s, order("o3", 3, 10, "s1", id("email", "a@b.co")))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	left, err := s.Changes(10)
+	if err != nil || len(left) != 1 || left[0].Profile == nil || left[0].Profile.Computed.Orders != 2 {
+		t.Fatalf("after restart want only a@b.co's profile (2 orders) marked: %+v, %v", left, err)
+	}
+}
