@@ -210,10 +210,16 @@ type FrameSummary struct {
 	// PUBACKed frames, by name, and ExpectedTotal their sum: loadgen
 	// feeds every PUBACKed frame, at its PUBACK time, to its own bridge
 	// per edge configured like the agents'. Presence exits come
-	// ExitTimeout after a visit's last sighting. Exact is false when the
-	// figures may differ from the agents' (a sensor reconnected, so an
-	// agent may have restarted; frames were left unacknowledged; or
-	// sessions were evicted).
+	// ExitTimeout after a visit's last sighting. The figures are an
+	// estimate within a few events, not a count to check the hub by: an
+	// agent stamps sightings with its receive times and runs frames in
+	// the order they arrive, loadgen with the PUBACKs' times and order,
+	// so a stay close to MinDwell (a visit cut short by the end of the
+	// run) may yield presence.zone_dwell on one side only, and another
+	// sensor's frame may open a session (PresenceExpectation says what
+	// is exact). Exact is false when the figures may be further off (a
+	// sensor reconnected, so an agent may have restarted; frames were
+	// left unacknowledged; or sessions were evicted).
 	ExpectedEvents map[string]int64 `json:"expected_events"`
 	ExpectedTotal  int64            `json:"expected_events_total"`
 	Exact          bool             `json:"expected_exact"`

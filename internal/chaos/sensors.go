@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -38,12 +37,13 @@ const (
 // sensorLedger records every frame an edge agent PUBACKed, credited to the
 // run of the agent that acknowledged it, and replays the frames of each
 // run through a fresh bridge configured like the agents, in the order
-// they were acknowledged: the events the run must have stored before its
-// PUBACKs.
+// they were acknowledged (simulate.PresenceExpectation): the events the
+// run must have stored before its PUBACKs.
 type sensorLedger struct {
 	mu     sync.Mutex
 	starts [][]time.Time // per edge: when each run was started, in order
-	x      *expectation
+	x      *simulate.PresenceExpectation
+	kills  []int // per edge
 	// armed, per edge, is a kill to fire (then cleared) when the edge
 	// acknowledges a frame that yields events.
 	armed []*armedKill
@@ -51,10 +51,16 @@ type sensorLedger struct {
 	err error
 }
 
+// dwellMargin is how far over the minimum dwell a derived stay must be to
+// be checked: the agents stamp sightings with their own receive times and
+// the replay with the PUBACK's arrival, so a stay cut short by a restart
+// (the next run first sees the identifier in mid-stay) may come out just
+// over the minimum in the replay and just under it at the agent.
+const dwellMargin = sensorMinDwell / 2
+
 func newSensorLedger(edges int, startedAt time.Time) *sensorLedger {
-	l := &sensorLedger{starts: make([][]time.Time, edges), armed: make([]*armedKill, edges),
-		x: &expectation{frameRun: map[frameKey]runKey{}, idents: map[protocol.Identifier]*identExpect{},
-			kills: make([]int, edges), bridges: map[runKey]*bridge.Bridge{}}}
+	l := &sensorLedger{starts: make([][]time.Time, edges), armed: make([]*armedKill, edges), kills: make([]int, edges),
+		x: simulate.NewPresenceExpectation(bridge.Config{ExitTimeout: sensorExitTimeout, MinDwell: sensorMinDwell, MaxFrameDelay: sensorExitTimeout}, dwellMargin)}
 	for e := range l.starts {
 		l.starts[e] = []time.Time{startedAt}
 	}
@@ -65,8 +71,8 @@ func newSensorLedger(edges int, startedAt time.Time) *sensorLedger {
 func (l *sensorLedger) onAcked(a simulate.AckedFrame) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	rk := runKey{a.Edge, l.run(a.Edge, a.ConnectedAt)}
-	n, err := l.x.add(rk, a.Frame, a.AckedAt)
+	rk := simulate.PresenceRun{Edge: a.Edge, Run: l.run(a.Edge, a.ConnectedAt)}
+	n, err := l.x.Add(rk, a.Frame, a.AckedAt)
 	if err != nil && l.err == nil {
 		l.err = err
 	}
@@ -104,7 +110,7 @@ func (l *sensorLedger) disarm(e int) {
 // restarted records that edge e was killed and is started again at at.
 func (l *sensorLedger) restarted(e int, at time.Time) {
 	l.mu.Lock()
-	l.x.kills[e]++
+	l.kills[e]++
 	l.starts[e] = append(l.starts[e], at)
 	l.mu.Unlock()
 }
@@ -122,117 +128,11 @@ func (l *sensorLedger) run(e int, connAt time.Time) int {
 	return r
 }
 
-// expect returns what the PUBACKed frames imply.
-func (l *sensorLedger) expect() (*expectation, error) {
+// expect returns what the PUBACKed frames imply and the kills per edge.
+func (l *sensorLedger) expect() (*simulate.PresenceExpectation, []int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	x := l.x
-	x.lastRun = make([]int, len(l.starts))
-	for e := range l.starts {
-		x.lastRun[e] = len(l.starts[e]) - 1
-	}
-	return x, l.err
-}
-
-// frameKey names a frame: device, boot and sequence number, as in the
-// bridge's event ids ("fw-<device>-<boot>-<seq>-<record>…").
-type frameKey struct {
-	dev  string
-	boot uint32
-	seq  uint32
-}
-
-func keyOfFrame(f *bridge.Frame) frameKey {
-	return frameKey{dev: f.DeviceID.String(), boot: f.BootID, seq: f.Seq}
-}
-
-// keyOfEventID parses the frame out of a bridge event id.
-func keyOfEventID(id string) (frameKey, bool) {
-	parts := strings.SplitN(id, "-", 5)
-	if len(parts) < 5 || parts[0] != "fw" {
-		return frameKey{}, false
-	}
-	boot, err1 := strconv.ParseUint(parts[2], 16, 32)
-	seq, err2 := strconv.ParseUint(parts[3], 10, 32)
-	if err1 != nil || err2 != nil {
-		return frameKey{}, false
-	}
-	return frameKey{dev: parts[1], boot: uint32(boot), seq: uint32(seq)}, true
-}
-
-// runKey is one run of one edge agent, between two kills.
-type runKey struct{ edge, run int }
-
-// expectation is what the PUBACKed frames imply, per identifier.
-type expectation struct {
-	frames   int
-	frameRun map[frameKey]runKey
-	idents   map[protocol.Identifier]*identExpect
-	bridges  map[runKey]*bridge.Bridge
-	lastRun  []int // per edge
-	kills    []int // per edge
-}
-
-type identExpect struct {
-	edge   int
-	enters map[runKey][]string // enter ids the run's bridge derived
-	dwells []dwell             // zone changes after a stay well over the minimum dwell
-}
-
-// dwell is a presence.zone_dwell a run's bridge derived.
-type dwell struct {
-	id      string
-	seconds float64
-}
-
-// dwellMargin is how far over the minimum dwell a derived stay must be to
-// be checked: the agents stamp sightings with their own receive times and
-// the replay with the PUBACK's arrival, so a stay cut short by a restart
-// (the next run first sees the identifier in mid-stay) may come out just
-// over the minimum in the replay and just under it at the agent.
-const dwellMargin = sensorMinDwell / 2
-
-// add replays f, acknowledged at at by run rk, through rk's bridge and
-// returns the number of events it yields. Only the events a frame itself
-// yields are kept, presence.enter and the presence.zone_dwell of a zone
-// change; exits come from the agents' sweeps, not from frames.
-func (x *expectation) add(rk runKey, f *bridge.Frame, at time.Time) (int, error) {
-	x.frames++
-	x.frameRun[keyOfFrame(f)] = rk
-	br := x.bridges[rk]
-	if br == nil {
-		var err error
-		br, err = bridge.NewBridge(bridge.Config{ExitTimeout: sensorExitTimeout, MinDwell: sensorMinDwell, MaxFrameDelay: sensorExitTimeout}, nil)
-		if err != nil {
-			return 0, err
-		}
-		x.bridges[rk] = br
-	}
-	evs, err := br.Ingest(f, at)
-	if err != nil {
-		return 0, fmt.Errorf("replay frame %s seq %d: %w", f.DeviceID, f.Seq, err)
-	}
-	for i := range evs {
-		ev := &evs[i]
-		if len(ev.Identifiers) == 0 {
-			continue
-		}
-		id := ev.Identifiers[0]
-		ie := x.idents[id]
-		if ie == nil {
-			ie = &identExpect{edge: rk.edge, enters: map[runKey][]string{}}
-			x.idents[id] = ie
-		}
-		switch {
-		case ev.Name == bridge.EventEnter:
-			ie.enters[rk] = append(ie.enters[rk], ev.ID)
-		case ev.Name == bridge.EventZoneDwell && strings.HasSuffix(ev.ID, "-dwell") && !strings.HasSuffix(ev.ID, "-exit-dwell"):
-			if secs, _ := ev.Properties["dwell_seconds"].(float64); secs >= (sensorMinDwell + dwellMargin).Seconds() {
-				ie.dwells = append(ie.dwells, dwell{ev.ID, secs})
-			}
-		}
-	}
-	return len(evs), nil
+	return l.x, slices.Clone(l.kills), l.err
 }
 
 // sensorReport is sensor_sigkill's part of the report.
@@ -263,8 +163,11 @@ type sensorReport struct {
 	// OverBound counts identifiers with more enters at the hub than
 	// expected plus one per kill of their edge, or more exits than
 	// enters; Unclosed those opened in the last run without an exit.
-	OverBound int   `json:"over_bound"`
-	Unclosed  int   `json:"unclosed"`
+	OverBound int `json:"over_bound"`
+	Unclosed  int `json:"unclosed"`
+	// Unknown counts presence events at the hub whose ids name no
+	// PUBACKed frame.
+	Unknown   int   `json:"unknown"`
 	HubEnters int   `json:"hub_enters"`
 	HubDwells int   `json:"hub_dwells"`
 	HubExits  int   `json:"hub_exits"`
@@ -463,138 +366,54 @@ func hubPresence(ctx context.Context, t *topology, id protocol.Identifier, cache
 	return out, nil
 }
 
-// verifySensors checks the hub against the PUBACKed frames. A killed agent
-// loses its presence sessions (they live in memory): a session open at the
-// kill never gets its presence.exit, and the next run opens a new session
-// for the identifier, with a presence.enter of its own. So, per identifier
-// (a beacon id, or a hashed MAC address, fresh per visit):
-//
-//   - every presence.enter that a fresh bridge derives from the frames one
-//     run of an agent PUBACKed, replayed in PUBACK order, is at the hub, by
-//     id; or, where frames of two sensors raced to open the session after
-//     a restart, an enter of the identifier from another frame PUBACKed in
-//     that run is;
-//   - every presence.zone_dwell of a zone change so derived (after a stay
-//     of at least 1.5 times the minimum dwell) is at the hub by id, for
-//     identifiers whose enters at the hub are exactly the derived ones (an
-//     agent may split a session when one sensor's frames come so late that
-//     another's show the identifier unseen for the exit timeout);
-//   - the hub holds no presence event id twice;
-//   - the hub holds at most the expected enters plus one per kill of the
-//     identifier's edge, and no more exits than enters;
-//   - an identifier with an enter in the last run of its agent has an exit
-//     (its session closed after the traffic).
+// verifySensors checks the hub against the PUBACKed frames with
+// simulate.PresenceExpectation.CheckPresence. A killed agent loses its
+// presence sessions (they live in memory): a session open at the kill
+// never gets its presence.exit, and the next run opens a new session for
+// the identifier, with a presence.enter of its own. So, per identifier (a
+// beacon id, or a hashed MAC address, fresh per visit): every
+// presence.enter derived from the frames one run PUBACKed is at the hub,
+// by id, or an enter of the identifier from another frame PUBACKed in
+// that run is (frames of two sensors racing to open the session after a
+// restart); every zone-change presence.zone_dwell derived after a stay of
+// at least 1.5 times the minimum dwell is at the hub by id, where the
+// hub's enters are exactly the derived ones; no presence event id twice;
+// at most the expected enters plus one per kill of the identifier's edge,
+// and no more exits than enters; an exit where the last run of its agent
+// opened a session; every presence event from a PUBACKed frame.
 //
 // A PUBACK sent before the frame's events are fsynced shows up as an enter
 // or dwell of a PUBACKed frame missing at the hub.
-func verifySensors(ctx context.Context, t *topology, x *expectation) (sensorReport, string, error) {
-	r := sensorReport{FramesAcked: x.frames, Identifiers: len(x.idents), Kills: slices.Clone(x.kills)}
-	ids := make([]protocol.Identifier, 0, len(x.idents))
-	for id := range x.idents {
-		ids = append(ids, id)
-	}
-	slices.SortFunc(ids, func(a, b protocol.Identifier) int { return strings.Compare(a.String(), b.String()) })
+func verifySensors(ctx context.Context, t *topology, x *simulate.PresenceExpectation, kills []int) (sensorReport, string, error) {
 	cache := map[string][]protocol.Event{}
-	var first string
-	fail := func(id protocol.Identifier, format string, args ...any) {
-		if first == "" {
-			first = id.String() + ": " + fmt.Sprintf(format, args...)
-		}
+	pr, _, err := x.CheckPresence(func(id protocol.Identifier) ([]protocol.Event, error) {
+		return hubPresence(ctx, t, id, cache)
+	}, kills)
+	r := sensorReport{FramesAcked: pr.FramesAcked, Identifiers: pr.Identifiers, Kills: kills,
+		EntersExpected: pr.EntersExpected, EntersExact: pr.EntersExact, EntersOtherFrame: pr.EntersOtherFrame,
+		EntersMissing: pr.EntersMissing, DwellsChecked: pr.DwellsChecked, DwellsMissing: pr.DwellsMissing,
+		Duplicates: pr.Duplicates, OverBound: pr.OverBound, Unclosed: pr.Unclosed, Unknown: pr.Unknown,
+		HubEnters: pr.HubEnters, HubDwells: pr.HubDwells, HubExits: pr.HubExits}
+	first := ""
+	if len(pr.Mismatches) > 0 {
+		first = pr.Mismatches[0]
 	}
-	for _, id := range ids {
-		ie := x.idents[id]
-		evs, err := hubPresence(ctx, t, id, cache)
-		if err != nil {
-			return r, first, err
-		}
-		seen := map[string]bool{}
-		var enters, exits int
-		enterRuns := map[runKey][]string{}
-		for _, ev := range evs {
-			if seen[ev.ID] {
-				r.Duplicates++
-				fail(id, "event %s twice at the hub", ev.ID)
-			}
-			seen[ev.ID] = true
-			switch ev.Name {
-			case bridge.EventEnter:
-				enters++
-				if k, ok := keyOfEventID(ev.ID); ok {
-					if rk, ok := x.frameRun[k]; ok {
-						enterRuns[rk] = append(enterRuns[rk], ev.ID)
-					}
-				}
-			case bridge.EventExit:
-				exits++
-			case bridge.EventZoneDwell:
-				r.HubDwells++
-			}
-		}
-		r.HubEnters += enters
-		r.HubExits += exits
-		expected, allExact := 0, true
-		for rk, want := range ie.enters {
-			expected += len(want)
-			r.EntersExpected += len(want)
-			var others int
-			for _, got := range enterRuns[rk] {
-				if !slices.Contains(want, got) {
-					others++
-				}
-			}
-			for _, w := range want {
-				switch {
-				case seen[w]:
-					r.EntersExact++
-				case others > 0:
-					others--
-					r.EntersOtherFrame++
-					allExact = false
-				default:
-					r.EntersMissing++
-					allExact = false
-					fail(id, "presence.enter %s of a frame PUBACKed by run %d of edge %d is not at the hub (hub has %d enters)", w, rk.run, rk.edge, enters)
-				}
-			}
-		}
-		// A session the agent split (a sensor's frames came so late that
-		// another's showed the identifier unseen for the exit timeout)
-		// yields an enter where the replay has a zone change: the dwells
-		// are checked where the hub has exactly the derived enters.
-		if allExact && enters == expected {
-			for _, w := range ie.dwells {
-				r.DwellsChecked++
-				if !seen[w.id] {
-					r.DwellsMissing++
-					fail(id, "presence.zone_dwell %s (%.3fs) of a PUBACKed frame is not at the hub", w.id, w.seconds)
-				}
-			}
-		}
-		if enters > expected+x.kills[ie.edge] || exits > enters {
-			r.OverBound++
-			fail(id, "%d enters and %d exits at the hub, %d enters expected, %d kills of its edge", enters, exits, expected, x.kills[ie.edge])
-		}
-		if len(ie.enters[runKey{ie.edge, x.lastRun[ie.edge]}]) > 0 && exits == 0 {
-			r.Unclosed++
-			fail(id, "opened in the last run of edge %d but no presence.exit at the hub", ie.edge)
-		}
-	}
-	return r, first, nil
+	return r, first, err
 }
 
 // sensorFailures counts the identifiers' failed checks of r.
 func (r *sensorReport) failures() int {
-	return r.EntersMissing + r.DwellsMissing + r.Duplicates + r.OverBound + r.Unclosed
+	return r.EntersMissing + r.DwellsMissing + r.Duplicates + r.OverBound + r.Unclosed + r.Unknown
 }
 
 // verifySensors runs verifySensors on the scenario's ledger and sums it
 // up as a verdict.
 func (sc *scenario) verifySensors(ctx context.Context) (verdict, *sensorReport, error) {
-	x, err := sc.sensors.expect()
+	x, kills, err := sc.sensors.expect()
 	if err != nil {
 		return verdict{}, nil, err
 	}
-	r, first, err := verifySensors(ctx, sc.topo, x)
+	r, first, err := verifySensors(ctx, sc.topo, x, kills)
 	if fs := sc.sensorSum.Frames; fs != nil {
 		r.Visits, r.FramesSent, r.FramesUnacked = fs.Visits, fs.FramesSent, fs.FramesUnacked
 		r.Resends, r.Reconnects = fs.Resends, fs.Reconnects

@@ -8,24 +8,6 @@ import (
 	"github.com/unico-cdp/unico/simulate"
 )
 
-func TestKeyOfEventID(t *testing.T) {
-	for _, tt := range []struct {
-		id   string
-		want frameKey
-		ok   bool
-	}{
-		{"fw-0275630000080006-b6f4f6e7-67-10", frameKey{"0275630000080006", 0xb6f4f6e7, 67}, true},
-		{"fw-0275630000080006-0000b007-3-0-exit-dwell", frameKey{"0275630000080006", 0xb007, 3}, true},
-		{"fw-0275630000080006-zz-3-0", frameKey{}, false},
-		{"order-1", frameKey{}, false},
-	} {
-		got, ok := keyOfEventID(tt.id)
-		if got != tt.want || ok != tt.ok {
-			t.Errorf("keyOfEventID(%q) = %v, %v; want %v, %v", tt.id, got, ok, tt.want, tt.ok)
-		}
-	}
-}
-
 // TestSensorLedgerRuns checks that frames are credited to the run of the
 // agent their connection reached, each run replayed from a fresh bridge:
 // a session open when an agent was killed opens again in the next run.
@@ -50,19 +32,16 @@ func TestSensorLedgerRuns(t *testing.T) {
 	// Acknowledged after the restart on the old connection: still run 0.
 	l.onAcked(simulate.AckedFrame{Edge: 0, Frame: frame(2), AckedAt: t0.Add(1100 * time.Millisecond), ConnectedAt: t0.Add(time.Millisecond)})
 	l.onAcked(simulate.AckedFrame{Edge: 0, Frame: frame(3), AckedAt: t0.Add(1500 * time.Millisecond), ConnectedAt: t0.Add(1200 * time.Millisecond)})
-	x, err := l.expect()
+	x, kills, err := l.expect()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ie := x.idents[(&simulate.Visit{Kind: bridge.KindBeaconID, ID: beacon}).Identifier()]
-	if ie == nil {
-		t.Fatalf("no expectation for the beacon: %+v", x.idents)
+	enters := x.Enters((&simulate.Visit{Kind: bridge.KindBeaconID, ID: beacon}).Identifier())
+	run0, run1 := enters[simulate.PresenceRun{Edge: 0, Run: 0}], enters[simulate.PresenceRun{Edge: 0, Run: 1}]
+	if len(enters) != 2 || len(run0) != 1 || run0[0] != "fw-"+dev.String()+"-00000005-0-0" || len(run1) != 1 || run1[0] != "fw-"+dev.String()+"-00000005-3-0" {
+		t.Fatalf("enters by run: %v", enters)
 	}
-	run0, run1 := ie.enters[runKey{0, 0}], ie.enters[runKey{0, 1}]
-	if len(run0) != 1 || run0[0] != "fw-"+dev.String()+"-00000005-0-0" || len(run1) != 1 || run1[0] != "fw-"+dev.String()+"-00000005-3-0" {
-		t.Fatalf("enters by run: %v", ie.enters)
-	}
-	if x.frames != 4 || x.kills[0] != 1 || x.lastRun[0] != 1 || x.lastRun[1] != 0 {
-		t.Fatalf("frames %d, kills %v, last runs %v", x.frames, x.kills, x.lastRun)
+	if x.Frames() != 4 || kills[0] != 1 || kills[1] != 0 {
+		t.Fatalf("frames %d, kills %v", x.Frames(), kills)
 	}
 }

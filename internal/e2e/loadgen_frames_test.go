@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -70,11 +73,12 @@ func TestLoadgenSensorFrames(t *testing.T) {
 		"--identifier-rules", "traits.beacon_id=beacon_id")
 
 	truthPath := filepath.Join(dir, "truth.jsonl")
+	framesLog := filepath.Join(dir, "frames-acked.jsonl")
 	cmd := exec.CommandContext(t.Context(), lg, "--edge", fmt.Sprintf("http://127.0.0.1:%d", edge.http), "--write-key", "wk",
 		"--country-code", "44", "--device-mqtt", fmt.Sprintf("mqtt://127.0.0.1:%d", devPort), "--device-credentials", creds,
 		"--mix", "presence=1", "--rate", "25", "--duration", "4s", "--population", "150", "--stores", "2", "--seed", "5",
 		"--frame-interval", "150ms", "--presence-min-dwell", minDwell, "--presence-exit-timeout", exitTimeout,
-		"--truth", truthPath, "--quiet")
+		"--truth", truthPath, "--frames-log", framesLog, "--quiet")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -102,22 +106,44 @@ func TestLoadgenSensorFrames(t *testing.T) {
 	if fs.ExpectedEvents[bridge.EventEnter] != fs.ExpectedEvents[bridge.EventExit] {
 		t.Fatalf("expected enters and exits differ: %v", fs.ExpectedEvents)
 	}
+	x := frameExpectation(t, framesLog, time.Second, 2*time.Second)
+	if x.Frames() != int(fs.FramesAcked) {
+		t.Fatalf("loadgen logged %d PUBACKed frames, its summary says %d", x.Frames(), fs.FramesAcked)
+	}
 
-	// Exits come after the exit timeout and the agent's next tick.
-	want := sum.Accepted + fs.ExpectedTotal
-	var got int64
+	// The sensors are silent: the agent closes the last sessions by the
+	// wall clock, the exit timeout and as much again after their last
+	// sightings. Then nothing may be left open or queued, and the hub's
+	// count must settle.
+	var got, open int64 = -1, -1
 	stable := time.Time{}
-	waitFor(t, 60*time.Second, fmt.Sprintf("the hub to hold %d events", want), func() bool {
+	waitFor(t, 90*time.Second, "the agent to close every presence session and the hub to settle", func() bool {
 		n := hub.events(t)
 		st, ok := edge.status(t)
-		if n != got {
-			got, stable = n, time.Now()
+		o, okSessions := edge.openSessions()
+		if n != got || o != open {
+			got, open, stable = n, o, time.Now()
 		}
-		// Once the count is reached, make sure no more come.
-		return ok && st.QueueDepth == 0 && n >= want && time.Since(stable) >= 2*time.Second
+		return ok && okSessions && o == 0 && st.QueueDepth == 0 && time.Since(stable) >= 2*time.Second
 	})
-	if got != want {
-		t.Fatalf("hub holds %d events, want %d (%d HTTP + %d presence)", got, want, sum.Accepted, fs.ExpectedTotal)
+
+	// The hub against the PUBACKed frames, per identifier; its count
+	// against the HTTP events plus the presence events checked.
+	r, all, err := x.CheckPresence(func(id protocol.Identifier) ([]protocol.Event, error) {
+		return presenceEventsOnHub(t, hub, id), nil
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("presence check: %+v", r)
+	if r.Failures() > 0 {
+		t.Errorf("%d presence checks failed:\n  %s", r.Failures(), strings.Join(r.Mismatches, "\n  "))
+	}
+	if r.EntersExpected == 0 || r.HubExits == 0 {
+		t.Errorf("no presence session derived or closed: %+v", r)
+	}
+	if want := sum.Accepted + int64(len(all)); got != want {
+		t.Errorf("hub holds %d events, want %d (%d HTTP + %d presence events on the %d identifiers)", got, want, sum.Accepted, len(all), r.Identifiers)
 	}
 
 	f, err := os.Open(truthPath)
@@ -129,15 +155,13 @@ func TestLoadgenSensorFrames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var persons, beacons int
-	var presence int64
+	var persons, beacons, presence int
 	for _, r := range truth {
 		if r.PresenceEvents == 0 {
 			continue
 		}
 		persons++
-		presence += r.PresenceEvents
-		var onHub int64
+		var onHub int
 		var account protocol.Identifier
 		var beacon []protocol.Identifier
 		for _, id := range r.Identifiers {
@@ -146,7 +170,7 @@ func TestLoadgenSensorFrames(t *testing.T) {
 				beacon = append(beacon, protocol.Identifier{Type: id.Type, Value: id.Value})
 				fallthrough
 			case "mac_hash":
-				onHub += presenceOnHub(t, hub, protocol.Identifier{Type: id.Type, Value: id.Value})
+				onHub += len(presenceEventsOnHub(t, hub, protocol.Identifier{Type: id.Type, Value: id.Value}))
 			case "user_id":
 				account = protocol.Identifier{Type: id.Type, Value: id.Value}
 			case "anonymous_id":
@@ -155,8 +179,9 @@ func TestLoadgenSensorFrames(t *testing.T) {
 				}
 			}
 		}
-		if onHub != r.PresenceEvents {
-			t.Errorf("%s: the hub has %d presence events on the person's beacon and MAC hashes, loadgen expects %d", r.Person, onHub, r.PresenceEvents)
+		presence += onHub
+		if onHub == 0 {
+			t.Errorf("%s: loadgen credits the person %d presence events, the hub has none on the person's beacon and MAC hashes", r.Person, r.PresenceEvents)
 		}
 		for _, b := range beacon {
 			beacons++
@@ -169,13 +194,64 @@ func TestLoadgenSensorFrames(t *testing.T) {
 			}
 		}
 	}
-	if presence != fs.ExpectedTotal {
-		t.Errorf("the truth credits %d presence events to persons, loadgen expects %d", presence, fs.ExpectedTotal)
+	// Every presence event at the hub is on an identifier of the person
+	// the truth gives it to.
+	if presence != len(all) {
+		t.Errorf("the hub holds %d presence events on the persons' identifiers in the truth, %d in all", presence, len(all))
 	}
 	if beacons == 0 || persons == beacons {
 		t.Errorf("want visits both with and without the app: %d persons with presence, %d beacons", persons, beacons)
 	}
-	t.Logf("%d persons with presence events, %d app beacons linked, %d presence events", persons, beacons, presence)
+	t.Logf("%d persons with presence events, %d app beacons linked, %d presence events (loadgen counted %d)", persons, beacons, presence, fs.ExpectedTotal)
+}
+
+// frameExpectation replays the PUBACKed frames loadgen logged to path
+// through a bridge configured like the agent.
+func frameExpectation(t *testing.T, path string, minDwell, exitTimeout time.Duration) *simulate.PresenceExpectation {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	acked, err := simulate.ReadAckedLog(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zones := map[uint8]string{}
+	for z := range strings.SplitSeq(simulate.ZoneMap(), ",") {
+		n, name, _ := strings.Cut(z, "=")
+		v, _ := strconv.Atoi(n)
+		zones[uint8(v)] = name
+	}
+	x := simulate.NewPresenceExpectation(bridge.Config{MinDwell: minDwell, ExitTimeout: exitTimeout, MaxFrameDelay: exitTimeout, ZoneMap: zones}, minDwell/2)
+	for _, a := range acked {
+		if _, err := x.Add(simulate.PresenceRun{Edge: a.Edge}, a.Frame, a.AckedAt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return x
+}
+
+// openSessions reads the agent's open presence sessions from its
+// /metrics.
+func (e *edgeProc) openSessions() (int64, bool) {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", e.http))
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, false
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "unico_edge_bridge_tracked_identifiers "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return int64(f), err == nil
+		}
+	}
+	return 0, false
 }
 
 // profileID returns the id of the profile holding id, or "".
@@ -188,15 +264,15 @@ func profileID(t *testing.T, hub *hubProc, id protocol.Identifier) string {
 	return p.ID
 }
 
-// presenceOnHub counts the presence events carrying id on the profile
-// that holds id.
-func presenceOnHub(t *testing.T, hub *hubProc, id protocol.Identifier) int64 {
+// presenceEventsOnHub returns the presence events carrying id on the
+// profile that holds id.
+func presenceEventsOnHub(t *testing.T, hub *hubProc, id protocol.Identifier) []protocol.Event {
 	t.Helper()
 	pid := profileID(t, hub, id)
 	if pid == "" {
-		return 0
+		return nil
 	}
-	var n int64
+	var out []protocol.Event
 	cursor := ""
 	for range 100 {
 		var page struct {
@@ -213,14 +289,14 @@ func presenceOnHub(t *testing.T, hub *hubProc, id protocol.Identifier) int64 {
 		for i := range page.Events {
 			ev := &page.Events[i]
 			if ev.Channel == protocol.ChannelIoT && strings.HasPrefix(ev.Name, "presence.") && ev.HasIdentifier(id.Type, id.Value) {
-				n++
+				out = append(out, *ev)
 			}
 		}
 		if page.Next == "" {
-			return n
+			return out
 		}
 		cursor = page.Next
 	}
 	t.Fatalf("profile %s: more than 100 pages of events", pid)
-	return 0
+	return nil
 }

@@ -103,6 +103,7 @@ type Options struct {
 	exitTimeout   time.Duration
 	rssiThreshold int
 	maxVisits     int
+	framesLog     string
 }
 
 // ParseFlags parses args for p; --help returns flag.ErrHelp after printing
@@ -139,6 +140,7 @@ func ParseFlags(p Program, args []string, stderr io.Writer) (*Options, error) {
 	fs.DurationVar(&o.minDwell, "presence-min-dwell", bridge.DefaultMinDwell, "the agents' --presence-min-dwell; visits are planned around it")
 	fs.DurationVar(&o.exitTimeout, "presence-exit-timeout", bridge.DefaultExitTimeout, "the agents' --presence-exit-timeout")
 	fs.IntVar(&o.rssiThreshold, "presence-rssi-threshold", bridge.DefaultRSSIThreshold, "the agents' --presence-rssi-threshold (dBm)")
+	fs.StringVar(&o.framesLog, "frames-log", "", "write every PUBACKed sensor frame, with the edge and the time of its PUBACK, as JSON Lines to `FILE`, for checking the hub per identifier (simulate.ReadAckedLog)")
 	fs.IntVar(&o.maxVisits, "max-visits", simulate.DefaultMaxVisits, "visits tracked at a time per edge, until their exit is due; further visits are skipped")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: %s [flags]\n\n%s\n\nFlags:\n", p.Name, p.Usage)
@@ -226,6 +228,19 @@ func Run(ctx context.Context, p Program, args []string, stdout, stderr io.Writer
 			}
 		}
 	}
+	var ackedLog *simulate.AckedLog
+	if o.framesLog != "" {
+		if frames == nil {
+			return fail(errors.New("--frames-log needs --device-mqtt"))
+		}
+		f, err := os.Create(o.framesLog)
+		if err != nil {
+			return fail(fmt.Errorf("--frames-log: %w", err))
+		}
+		defer f.Close()
+		ackedLog = simulate.NewAckedLog(f)
+		frames.OnAcked = ackedLog.Add
+	}
 
 	mix, err := simulate.ParseMix(o.mix)
 	if err != nil {
@@ -285,6 +300,12 @@ func Run(ctx context.Context, p Program, args []string, stdout, stderr io.Writer
 	case sum.Sent > 0 && sum.Accepted == 0:
 		logger.Error("no event was accepted: are the edges reachable and the write key right?", "sent", sum.Sent, "rejected", sum.Rejected)
 		code = 1
+	}
+	if ackedLog != nil {
+		if err := ackedLog.Flush(); err != nil {
+			logger.Error("writing the PUBACKed frames failed", "err", err)
+			code = 1
+		}
 	}
 	if truth != nil {
 		if err := writeTruth(o.truth, truth); err != nil {
