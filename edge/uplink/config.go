@@ -25,6 +25,11 @@ const (
 	DefaultKeepAlive      = 30 * time.Second
 	DefaultWriteTimeout   = 10 * time.Second
 	DefaultConnectTimeout = 10 * time.Second
+	// DefaultQuarantineAfter is how many times the hub must refuse an
+	// event sent on its own before it is quarantined.
+	DefaultQuarantineAfter = 3
+	// maxQuarantineAfter bounds QuarantineAfter.
+	maxQuarantineAfter = 100
 
 	// maxWindow bounds Window well below the in-flight limits of common
 	// brokers (mochi's receive maximum is 1024, Mosquitto's 20 per client
@@ -80,11 +85,16 @@ type Config struct {
 	// reconnects and resends from the first unacked event. Default 30s.
 	AckTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the capped exponential backoff (with
-	// jitter) between connection attempts and before resending a batch the
-	// hub answered with "retry". A "rejected" batch is resent after
-	// MaxBackoff. Defaults 500ms and 30s.
+	// jitter) between connection attempts, before resending a batch the
+	// hub answered with "retry" and before resending a single event the
+	// hub rejected. Defaults 500ms and 30s.
 	MinBackoff time.Duration
 	MaxBackoff time.Duration
+	// QuarantineAfter is how many times the hub must reject a batch of
+	// one event before the forwarder moves that event to the quarantine
+	// (when the Source implements Quarantiner); see the package
+	// documentation. Default 3, at most 100.
+	QuarantineAfter int
 	// KeepAlive is the MQTT keepalive interval. Default 30s.
 	KeepAlive time.Duration
 	// WriteTimeout bounds a blocked publish; never zero (a zero write
@@ -218,6 +228,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"MaxBatchEvents", &c.MaxBatchEvents, DefaultMaxBatchEvents, protocol.MaxBatchEvents},
 		{"MaxBatchBytes", &c.MaxBatchBytes, DefaultMaxBatchBytes, maxBatchBytesLimit},
 		{"Window", &c.Window, DefaultWindow, maxWindow},
+		{"QuarantineAfter", &c.QuarantineAfter, DefaultQuarantineAfter, maxQuarantineAfter},
 	} {
 		switch {
 		case *f.v == 0:

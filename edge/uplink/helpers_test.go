@@ -246,12 +246,13 @@ type responder struct {
 	quit   chan struct{}
 	done   chan struct{}
 
-	mu      sync.Mutex
-	policy  policy
-	batches int
-	seqs    []uint64 // event seqs in arrival order, duplicates included
-	errs    []string
-	subbed  chan struct{}
+	mu       sync.Mutex
+	policy   policy
+	ackError string // Error of every ack that is not ok
+	batches  int
+	seqs     []uint64 // event seqs in arrival order, duplicates included
+	errs     []string
+	subbed   chan struct{}
 }
 
 type responderOpts struct {
@@ -359,13 +360,16 @@ func (r *responder) loop() {
 		if len(b.Events) == 0 || seqOf(r.t, b.Events[0].ID) != b.FirstSeq || seqOf(r.t, b.Events[len(b.Events)-1].ID) != b.LastSeq {
 			r.errs = append(r.errs, fmt.Sprintf("batch %d-%d: events do not match the range", b.FirstSeq, b.LastSeq))
 		}
-		p := r.policy
+		p, ackErr := r.policy, r.ackError
 		r.mu.Unlock()
 		status, send := p(n, &b)
 		if !send {
 			continue
 		}
 		ack := protocol.Ack{EdgeID: b.EdgeID, FirstSeq: b.FirstSeq, LastSeq: b.LastSeq, Status: status, Accepted: len(b.Events), AckedAt: time.Now()}
+		if status != protocol.AckOK {
+			ack.Error, ack.Accepted = ackErr, 0
+		}
 		payload, err := protocol.Marshal(&ack)
 		if err != nil {
 			r.fail(err.Error())
@@ -375,6 +379,13 @@ func (r *responder) loop() {
 		// waiting here would stall while the broker is down.
 		r.client.Publish(protocol.AckTopic(b.Tenant, b.EdgeID), 1, false, payload)
 	}
+}
+
+// setAckError sets the Error of the acks that are not ok.
+func (r *responder) setAckError(s string) {
+	r.mu.Lock()
+	r.ackError = s
+	r.mu.Unlock()
 }
 
 // snapshot returns the recorded seqs, batch count and errors.

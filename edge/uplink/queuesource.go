@@ -6,7 +6,8 @@ import (
 	"github.com/unico-cdp/unico/edge/queue"
 )
 
-// QueueSource adapts the edge's durable queue to Source.
+// QueueSource adapts the edge's durable queue to Source. It implements
+// Quarantiner.
 func QueueSource(q *queue.Queue) Source { return queueSource{q} }
 
 type queueSource struct{ q *queue.Queue }
@@ -23,3 +24,7 @@ func (s queueSource) Read(from uint64, maxEvents, maxBytes int) ([]Record, error
 func (s queueSource) Wait(ctx context.Context, seq uint64) error { return s.q.Wait(ctx, seq) }
 
 func (s queueSource) Ack(first, last uint64) error { return s.q.Ack(first, last) }
+
+func (s queueSource) Quarantine(seq uint64, hubError string) (bool, error) {
+	return s.q.Quarantine(seq, hubError)
+}

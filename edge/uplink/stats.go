@@ -20,9 +20,12 @@ type Stats struct {
 	// Resends counts batch publishes that started at or below a seq
 	// already published (after a reconnect, watchdog or retry ack).
 	Resends uint64
-	// Rejected counts "rejected" acks from the hub. Non-zero means a
-	// batch the hub cannot accept is blocking this edge: see the logs.
+	// Rejected counts "rejected" acks from the hub, the answers to the
+	// halves of a rejected batch included: see the logs.
 	Rejected uint64
+	// Quarantined counts events the forwarder moved to the quarantine
+	// because the hub rejected them on their own.
+	Quarantined uint64
 	// Reconnects counts connection attempts after the first.
 	Reconnects uint64
 	// InFlight is the number of published batches awaiting the hub's ack.
@@ -40,6 +43,7 @@ func (f *Forwarder) Stats() Stats {
 		EventsForwarded: f.eventsForwarded.Load(),
 		Resends:         f.resends.Load(),
 		Rejected:        f.rejected.Load(),
+		Quarantined:     f.quarantined.Load(),
 		Reconnects:      f.reconnects.Load(),
 		InFlight:        int(f.inFlight.Load()),
 		DeleteFailures:  f.deletesFailed.Load(),
@@ -61,7 +65,7 @@ func newCollectors(f *Forwarder) collectorSet {
 		counter("unico_edge_events_forwarded_total", "Events acknowledged by the hub.", f.eventsForwarded.Load),
 		counter("unico_edge_uplink_reconnects_total", "Reconnection attempts to the hub's broker.", f.reconnects.Load),
 		counter("unico_edge_batch_resends_total", "Batches published again because the hub had not acked them.", f.resends.Load),
-		counter("unico_edge_batches_rejected_total", "Batches the hub rejected; they stay queued and are resent.", f.rejected.Load),
+		counter("unico_edge_batches_rejected_total", "Batches the hub rejected; their ranges are resent in halves to isolate the events it refuses.", f.rejected.Load),
 		counter("unico_edge_queue_delete_failures_total", "Failed deletions of hub-acknowledged events from the queue; each is retried.", f.deletesFailed.Load),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "unico_edge_hub_connected", Help: "1 when connected to the hub's broker."}, func() float64 {
 			if f.connected.Load() {

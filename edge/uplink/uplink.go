@@ -14,12 +14,36 @@
 //   - ok: the batch's range is deleted from the queue and the window slides.
 //   - retry: the batch and everything after it are resent after a backoff.
 //   - rejected: the hub cannot decode or validate the batch. The forwarder
-//     never deletes or skips events the hub has not committed, since
-//     skipping a poison batch would silently lose the good events around it.
-//     It logs at error level, counts the rejection (Stats.Rejected and the
-//     logs are what an operator watches) and keeps resending the batch every
-//     MaxBackoff. Forwarding of this edge stalls until the hub accepts it or
-//     an operator intervenes.
+//     never deletes or skips events the hub has not committed on the
+//     strength of one rejection; it isolates the cause instead (below).
+//
+// # Isolating rejected events
+//
+// The hub rejects a whole batch when it cannot decode or validate it, so
+// one event it cannot accept (corrupt bytes, version skew, a limit the hub
+// enforces and the edge does not) would block every later event of the
+// edge. When a batch of several events is rejected, the forwarder resends
+// its range at once in halves (batches of at most half its events, in seq
+// order, the window continuing after the range as usual), and halves again
+// whenever a part is rejected, down to single events. A part the hub
+// accepts is delivered and deleted like any batch; a range whose halves are
+// all accepted (the rejection was transient) is simply delivered.
+//
+// A single event the hub rejects is resent after a backoff (MinBackoff
+// doubling up to MaxBackoff). Once the hub has rejected it QuarantineAfter
+// times, the forwarder moves it to the queue's quarantine (Quarantiner)
+// with the hub's error, logs it at error level, and forwarding goes on
+// with the next event. A hub that refuses everything (after a wire-format
+// change, say) must not empty the queue into the quarantine: at most
+// MaxQuarantineRun events are quarantined in a row without the hub
+// accepting a batch of this edge in between; then, and when the Source is
+// no Quarantiner, the event is kept and resent with the backoff, and the
+// edge stalls visibly (Stats.Rejected and the error log) until the hub
+// accepts something again. A rejected range after the one being isolated
+// is resent whole after a backoff and isolated in its turn.
+//
+// The hub may accept the batches in flight after a rejected range before
+// the range's halves, as after a retry ack; it does not depend on order.
 package uplink
 
 import (
@@ -75,6 +99,16 @@ type Source interface {
 	Ack(first, last uint64) error
 }
 
+// Quarantiner is implemented by a Source that can set a single event aside
+// (edge/queue's quarantine, through QueueSource). The forwarder calls it
+// from the goroutine that calls Read.
+type Quarantiner interface {
+	// Quarantine moves the record seq out of the source together with the
+	// hub's error text, durably and atomically; Read never returns it
+	// again. It reports false when seq is not in the source.
+	Quarantine(seq uint64, hubError string) (bool, error)
+}
+
 // The forwarder deletes acked events off its sending path. The session
 // goroutine hands every range the hub acked (ok) to a deleter goroutine and
 // goes on reading and publishing; the deleter merges the adjacent ranges
@@ -115,6 +149,7 @@ type Forwarder struct {
 	rejected        atomic.Uint64
 	reconnects      atomic.Uint64
 	inFlight        atomic.Int64
+	quarantined     atomic.Uint64
 
 	collectors collectorSet
 
@@ -130,6 +165,22 @@ type Forwarder struct {
 	floor       uint64 // lowest seq not known to be acked: the resume point
 	highestSent uint64 // highest LastSeq ever published
 	sentAny     bool
+	iso         *isolation // the rejected range being isolated, or nil
+	// run counts the events quarantined since the hub last acked (ok) a
+	// batch of this edge.
+	run int
+}
+
+// MaxQuarantineRun is the most events the forwarder quarantines in a row
+// without the hub accepting a batch of this edge in between.
+const MaxQuarantineRun = 5
+
+// isolation is the state of a rejected range being bisected.
+type isolation struct {
+	first, last uint64 // the range the hub rejected last
+	limit       int    // events per batch while sending first..last
+	single      uint64 // the single event the hub rejected on its own, or 0
+	rejects     int    // rejections of single
 }
 
 // New validates cfg and returns a Forwarder that drains src. A nil logger
@@ -369,10 +420,18 @@ func (f *Forwarder) session(ctx context.Context) (progressed bool, err error) {
 		now := f.cfg.Now()
 		// Fill the window.
 		for len(window) < f.cfg.Window && !now.Before(pauseUntil) {
-			recs, err := f.src.Read(next, f.cfg.MaxBatchEvents, f.cfg.MaxBatchBytes)
+			if f.iso != nil && f.floor > f.iso.last {
+				f.iso = nil // every event of the range was acked
+			}
+			maxEvents := f.cfg.MaxBatchEvents
+			if iso := f.iso; iso != nil && next >= iso.first && next <= iso.last {
+				maxEvents = min(maxEvents, iso.limit)
+			}
+			recs, err := f.src.Read(next, maxEvents, f.cfg.MaxBatchBytes)
 			if err != nil {
 				return progressed, fmt.Errorf("read queue from seq %d: %w", next, err)
 			}
+			recs = f.iso.cut(next, recs)
 			if len(recs) == 0 {
 				if !waiting {
 					waiting = true
@@ -494,6 +553,10 @@ func (f *Forwarder) handleAck(ctx context.Context, a protocol.Ack, window []batc
 		}
 	}
 	if i < 0 {
+		if a.Status == protocol.AckOK {
+			// Still proof that the hub accepts this edge's batches.
+			f.run = 0
+		}
 		// An ack for a batch of an earlier connection or a duplicate.
 		f.log.Debug("ignoring ack for no batch in flight", "first", a.FirstSeq, "last", a.LastSeq, "status", a.Status)
 		return window, next, pauseUntil, retries, nil
@@ -501,6 +564,7 @@ func (f *Forwarder) handleAck(ctx context.Context, a protocol.Ack, window []batc
 	now := f.cfg.Now()
 	switch a.Status {
 	case protocol.AckOK:
+		f.run = 0
 		if !window[i].acked {
 			window[i].acked = true
 			f.eventsForwarded.Add(uint64(window[i].events))
@@ -516,10 +580,7 @@ func (f *Forwarder) handleAck(ctx context.Context, a protocol.Ack, window []batc
 		return window, next, pauseUntil, 0, nil
 	case protocol.AckRejected:
 		f.rejected.Add(1)
-		d := f.cfg.MaxBackoff
-		f.log.Error("hub rejected batch; events kept, resending after backoff",
-			"first", a.FirstSeq, "last", a.LastSeq, "hub_error", a.Error, "retry_in", d, "rejected_total", f.rejected.Load())
-		return window[:i], a.FirstSeq, now.Add(d), retries + 1, nil
+		return f.rejectedBatch(a, window, i, pauseUntil, retries)
 	default:
 		if a.Status != protocol.AckRetry {
 			f.log.Warn("unknown ack status, treating as retry", "status", a.Status)
@@ -528,6 +589,83 @@ func (f *Forwarder) handleAck(ctx context.Context, a protocol.Ack, window []batc
 		f.log.Info("hub asked to retry batch", "first", a.FirstSeq, "last", a.LastSeq, "hub_error", a.Error, "retry_in", d)
 		return window[:i], a.FirstSeq, now.Add(d), retries + 1, nil
 	}
+}
+
+// cut drops the records a batch starting at next must not carry while
+// iso is active: those after the rejected range when the batch starts in
+// it, those from the range on when the batch starts before it.
+func (iso *isolation) cut(next uint64, recs []Record) []Record {
+	if iso == nil || next > iso.last {
+		return recs
+	}
+	bound := iso.last
+	if next < iso.first {
+		bound = iso.first - 1
+	}
+	for j := range recs {
+		if recs[j].Seq > bound {
+			return recs[:j]
+		}
+	}
+	return recs
+}
+
+// rejectedBatch handles the hub's rejection of window[i]: it bisects a
+// batch of several events, resends a single event after a backoff and
+// quarantines it once QuarantineAfter rejections are reached (see the
+// package documentation).
+func (f *Forwarder) rejectedBatch(a protocol.Ack, window []batch, i int, pauseUntil time.Time, retries int) ([]batch, uint64, time.Time, int, error) {
+	b := window[i]
+	window = window[:i]
+	now := f.cfg.Now()
+	iso := f.iso
+	if iso != nil && b.first > iso.last {
+		d := f.backoff(retries)
+		f.log.Error("hub rejected batch after the range being isolated; resending it after backoff",
+			"first", b.first, "last", b.last, "hub_error", a.Error, "isolating_first", iso.first, "isolating_last", iso.last, "retry_in", d)
+		return window, b.first, now.Add(d), retries + 1, nil
+	}
+	if iso == nil || b.first < iso.first || b.last > iso.last {
+		iso = &isolation{}
+		f.iso = iso
+	}
+	iso.first, iso.last = b.first, b.last
+	if b.events > 1 {
+		iso.limit = (b.events + 1) / 2
+		f.log.Warn("hub rejected batch; resending it in halves to find the events it refuses",
+			"first", b.first, "last", b.last, "events", b.events, "hub_error", a.Error, "rejected_total", f.rejected.Load())
+		return window, b.first, pauseUntil, retries, nil
+	}
+	iso.limit = 1
+	if iso.single != b.first {
+		iso.single, iso.rejects = b.first, 0
+	}
+	iso.rejects++
+	qr, canQuarantine := f.src.(Quarantiner)
+	if canQuarantine && iso.rejects >= f.cfg.QuarantineAfter && f.run < MaxQuarantineRun {
+		moved, err := qr.Quarantine(b.first, a.Error)
+		if err != nil {
+			return window, b.first, pauseUntil, retries, fmt.Errorf("quarantine event %d: %w", b.first, err)
+		}
+		if moved {
+			f.run++
+			f.quarantined.Add(1)
+			f.log.Error("event quarantined: the hub rejects it on its own; see GET /v1/quarantine",
+				"seq", b.first, "hub_error", a.Error, "rejections", iso.rejects, "quarantined_total", f.quarantined.Load())
+		}
+		f.iso = nil
+		return window, b.last + 1, pauseUntil, 0, nil
+	}
+	d := f.backoff(iso.rejects - 1)
+	switch {
+	case iso.rejects < f.cfg.QuarantineAfter || !canQuarantine:
+		f.log.Error("hub rejected a single event; resending it after backoff",
+			"seq", b.first, "hub_error", a.Error, "rejections", iso.rejects, "retry_in", d)
+	default:
+		f.log.Error("hub rejected a single event; not quarantined: the hub has accepted no batch of this edge since the last events were quarantined",
+			"seq", b.first, "hub_error", a.Error, "rejections", iso.rejects, "quarantined_in_a_row", f.run, "retry_in", d)
+	}
+	return window, b.first, now.Add(d), retries + 1, nil
 }
 
 // ErrNotConnected is returned by Publish while there is no connection.
