@@ -143,6 +143,8 @@ type Status struct {
 	EventsForwarded        uint64            `json:"events_forwarded"`
 	EventsDropped          map[string]uint64 `json:"events_dropped"`
 	CorruptRecords         uint64            `json:"corrupt_records"`
+	QuarantinedEvents      int64             `json:"quarantined_events"`
+	QuarantinedBytes       int64             `json:"quarantined_bytes"`
 	BatchesInFlight        int               `json:"batches_in_flight"`
 	BatchesRejected        uint64            `json:"batches_rejected"`
 	Reconnects             uint64            `json:"reconnects"`
@@ -262,6 +264,7 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 			QueueDepth:    qs.Depth, QueueBytes: qs.Bytes, QueueQuotaBytes: qs.QuotaBytes,
 			HubConnected: us.Connected, EventsAccepted: qs.Appended, EventsForwarded: us.EventsForwarded,
 			EventsDropped: qs.Dropped, CorruptRecords: qs.Corrupt, BatchesInFlight: us.InFlight,
+			QuarantinedEvents: qs.QuarantineDepth, QuarantinedBytes: qs.QuarantineBytes,
 			BatchesRejected: us.Rejected, Reconnects: us.Reconnects,
 		}
 		if s.EventsDropped == nil {
@@ -299,6 +302,14 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	extra[cache.LookupPath] = pc.LookupHandler()
 	ic.Extra = extra
+	qapi := quarantineAPI{q}
+	admin := make(map[string]fasthttp.RequestHandler, len(ic.Admin)+2)
+	for p, h := range ic.Admin {
+		admin[p] = h
+	}
+	admin[QuarantinePath] = qapi.handle
+	admin[QuarantineRetryPath] = qapi.retry
+	ic.Admin = admin
 	srv, err := ingest.New(ic, a.log, q)
 	if err != nil {
 		ln.Close()
@@ -336,6 +347,14 @@ func (a *Agent) registerQueueMetrics(q *queue.Queue) {
 			func() float64 { return float64(q.Stats().Appended) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "unico_edge_events_acked_total", Help: "Queued events deleted after the hub's ack since start."},
 			func() float64 { return float64(q.Stats().Acked) }),
+		g("unico_edge_quarantined_events", "Events in the quarantine: refused by the hub on their own, kept until retried or discarded.", func(s queue.Stats) float64 { return float64(s.QuarantineDepth) }),
+		g("unico_edge_quarantined_bytes", "Bytes of quarantined events, counted against the quota with the queue's.", func(s queue.Stats) float64 { return float64(s.QuarantineBytes) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "unico_edge_events_quarantined_total", Help: "Events moved to the quarantine since start."},
+			func() float64 { return float64(q.Stats().Quarantined) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "unico_edge_events_requeued_total", Help: "Quarantined events moved back to the queue by an operator since start."},
+			func() float64 { return float64(q.Stats().Requeued) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "unico_edge_events_discarded_total", Help: "Quarantined events discarded by an operator since start."},
+			func() float64 { return float64(q.Stats().Discarded) }),
 		&droppedCollector{q: q, desc: prometheus.NewDesc("unico_edge_events_dropped_total", "Events dropped by a channel's overflow policy since start.", []string{"channel"}, nil)},
 	)
 }

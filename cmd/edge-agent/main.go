@@ -45,6 +45,7 @@ func run(args []string) int {
 		cfg                        edge.Config
 		writeKeys, overflow, rules string
 		hubPassword, hashSalt      conf.Secret
+		adminToken                 conf.Secret
 		hashTypes                  string
 		quota                      = conf.Bytes(queue.DefaultQuotaBytes)
 		memLimit                   = conf.Bytes(defaultMemoryLimit)
@@ -78,6 +79,8 @@ func run(args []string) int {
 	fs.IntVar(&cfg.Uplink.MaxBatchEvents, "max-batch-events", 500, "events per batch sent to the hub")
 	fs.IntVar(&cfg.Uplink.Window, "window", 8, "batches in flight to the hub")
 	fs.DurationVar(&cfg.Uplink.AckTimeout, "ack-timeout", 30*time.Second, "reconnect and resend when the hub has not acked for this long")
+	fs.IntVar(&cfg.Uplink.QuarantineAfter, "quarantine-after", 3, "rejections by the hub of an event sent on its own before it is moved to the quarantine (1-100)")
+	fs.Var(&adminToken, "admin-token", "bearer token of the operator endpoints (/v1/quarantine); empty: they answer only clients on this host")
 	fs.Var(&hashSalt, "snapshot-hash-salt", "tenant salt the hub hashes identifier values of --snapshot-hash-types with; lookups hash the same way")
 	fs.StringVar(&hashTypes, "snapshot-hash-types", cache.DefaultHashTypes, "identifier types whose values the hub sends hashed, comma-separated")
 	fs.IntVar(&cfg.Snapshots.Buffer, "snapshot-buffer", cache.DefaultBuffer, "snapshot batches received and waiting to be applied; more are dropped and resent by the hub")
@@ -112,6 +115,7 @@ func run(args []string) int {
 	}
 	cfg.Version = version
 	cfg.Uplink.Password = hubPassword
+	cfg.Ingest.AdminToken = adminToken.Reveal()
 	cfg.Cache.HashSalt = hashSalt.Reveal()
 	cfg.Cache.HashTypes = conf.SplitList(hashTypes)
 	if cfg.Cache.HashTypes == nil {

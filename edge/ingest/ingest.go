@@ -84,6 +84,14 @@ type Config struct {
 	// Extra adds GET routes by exact path, such as "/v1/profiles/lookup".
 	// They may not shadow the built-in paths.
 	Extra map[string]fasthttp.RequestHandler
+	// Admin adds operator routes by exact path, such as "/v1/quarantine".
+	// They take every method (the handler answers 405 itself) and are
+	// protected: with AdminToken set they need "Authorization: Bearer
+	// <AdminToken>", without it they answer only loopback clients (403
+	// otherwise). They may not shadow other routes.
+	Admin map[string]fasthttp.RequestHandler
+	// AdminToken protects the Admin routes; see Admin.
+	AdminToken string
 }
 
 // Server is the HTTP ingest server.
@@ -167,6 +175,14 @@ func New(cfg Config, logger *slog.Logger, app Appender) (*Server, error) {
 		}
 		if cfg.Extra[p] == nil {
 			return nil, fmt.Errorf("%w: Extra path %q has a nil handler", ErrConfig, p)
+		}
+	}
+	for p, h := range cfg.Admin {
+		if _, ok := ingestPaths[p]; ok || builtinGets[p] || cfg.Extra[p] != nil {
+			return nil, fmt.Errorf("%w: Admin path %q shadows another route", ErrConfig, p)
+		}
+		if h == nil {
+			return nil, fmt.Errorf("%w: Admin path %q has a nil handler", ErrConfig, p)
 		}
 	}
 	s := &Server{
@@ -339,6 +355,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	default:
 		if e, ok := s.cfg.Extra[path]; ok {
 			label, h = "extra", e
+		} else if a, ok := s.cfg.Admin[path]; ok {
+			s.admin(ctx, a)
+			s.metrics.requests.WithLabelValues("admin", strconv.Itoa(ctx.Response.StatusCode())).Inc()
+			return
 		}
 	}
 	if h == nil {
@@ -352,6 +372,22 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	h(ctx)
 	s.metrics.requests.WithLabelValues(label, strconv.Itoa(ctx.Response.StatusCode())).Inc()
+}
+
+// admin runs an Admin route's handler for an authorized client.
+func (s *Server) admin(ctx *fasthttp.RequestCtx, h fasthttp.RequestHandler) {
+	if tok := s.cfg.AdminToken; tok != "" {
+		got, ok := bytes.CutPrefix(ctx.Request.Header.Peek("Authorization"), []byte("Bearer "))
+		if !ok || subtle.ConstantTimeCompare(got, []byte(tok)) != 1 {
+			ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="unico-edge"`)
+			writeJSON(ctx, fasthttp.StatusUnauthorized, apiError{Error: "missing or wrong admin token (send Authorization: Bearer <admin-token>)"})
+			return
+		}
+	} else if ip, ok := ctx.RemoteAddr().(*net.TCPAddr); !ok || !ip.IP.IsLoopback() {
+		writeJSON(ctx, fasthttp.StatusForbidden, apiError{Error: "operator endpoints answer only local clients unless an admin token is configured"})
+		return
+	}
+	h(ctx)
 }
 
 func (s *Server) healthz(ctx *fasthttp.RequestCtx) {
