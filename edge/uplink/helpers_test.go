@@ -249,6 +249,9 @@ type responder struct {
 	mu       sync.Mutex
 	policy   policy
 	ackError string // Error of every ack that is not ok
+	// unranged sends rejections without a range, as the hub does for a
+	// batch it cannot decode.
+	unranged bool
 	batches  int
 	seqs     []uint64 // event seqs in arrival order, duplicates included
 	errs     []string
@@ -360,7 +363,7 @@ func (r *responder) loop() {
 		if len(b.Events) == 0 || seqOf(r.t, b.Events[0].ID) != b.FirstSeq || seqOf(r.t, b.Events[len(b.Events)-1].ID) != b.LastSeq {
 			r.errs = append(r.errs, fmt.Sprintf("batch %d-%d: events do not match the range", b.FirstSeq, b.LastSeq))
 		}
-		p, ackErr := r.policy, r.ackError
+		p, ackErr, unranged := r.policy, r.ackError, r.unranged
 		r.mu.Unlock()
 		status, send := p(n, &b)
 		if !send {
@@ -369,6 +372,9 @@ func (r *responder) loop() {
 		ack := protocol.Ack{EdgeID: b.EdgeID, FirstSeq: b.FirstSeq, LastSeq: b.LastSeq, Status: status, Accepted: len(b.Events), AckedAt: time.Now()}
 		if status != protocol.AckOK {
 			ack.Error, ack.Accepted = ackErr, 0
+		}
+		if status == protocol.AckRejected && unranged {
+			ack.FirstSeq, ack.LastSeq = 0, 0
 		}
 		payload, err := protocol.Marshal(&ack)
 		if err != nil {
@@ -381,10 +387,11 @@ func (r *responder) loop() {
 	}
 }
 
-// setAckError sets the Error of the acks that are not ok.
-func (r *responder) setAckError(s string) {
+// setAckError sets the Error of the acks that are not ok, and whether
+// rejections name their range.
+func (r *responder) setAckError(s string, unranged bool) {
 	r.mu.Lock()
-	r.ackError = s
+	r.ackError, r.unranged = s, unranged
 	r.mu.Unlock()
 }
 

@@ -67,14 +67,17 @@ func (h *hubLog) checkAccepted(t testing.TB, n int, skip []uint64, ordered bool)
 func TestQuarantinePoison(t *testing.T) {
 	const hubErr = "decode: decode batch: malformed message: msgpack: invalid code=a5 decoding time"
 	for _, tt := range []struct {
-		name   string
-		poison []uint64
-		window int
+		name     string
+		poison   []uint64
+		window   int
+		unranged bool // rejections name no range, as for undecodable batches
 	}{
-		{"one", []uint64{437}, 4},
-		{"several", []uint64{1, 10, 11, 250, 1000}, 4},
-		{"window=1", []uint64{77}, 1},
-		{"several,window=1", []uint64{1, 10, 11, 250, 1000}, 1},
+		{"one", []uint64{437}, 4, false},
+		{"several", []uint64{1, 10, 11, 250, 1000}, 4, false},
+		{"window=1", []uint64{77}, 1, false},
+		{"several,window=1", []uint64{1, 10, 11, 250, 1000}, 1, false},
+		{"unranged", []uint64{1, 10, 11, 250, 1000}, 4, true},
+		{"unranged,window=1", []uint64{437}, 1, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			addr, _ := startBroker(t)
@@ -93,7 +96,7 @@ func TestQuarantinePoison(t *testing.T) {
 				hub.accept(b, t)
 				return protocol.AckOK, true
 			})
-			r.setAckError(hubErr)
+			r.setAckError(hubErr, tt.unranged)
 			q := openQueue(t)
 			fillQueue(t, q, 1000)
 			cfg := testConfig(addr)

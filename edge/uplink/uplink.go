@@ -13,7 +13,10 @@
 // Ack statuses from the hub:
 //   - ok: the batch's range is deleted from the queue and the window slides.
 //   - retry: the batch and everything after it are resent after a backoff.
-//   - rejected: the hub cannot decode or validate the batch. The forwarder
+//   - rejected: the hub cannot decode or validate the batch. When it
+//     cannot decode it, the ack names no range (0-0); it applies to the
+//     oldest batch in flight not answered yet, since the hub answers an
+//     edge's batches in order. The forwarder
 //     never deletes or skips events the hub has not committed on the
 //     strength of one rejection; it isolates the cause instead (below).
 //
@@ -513,6 +516,15 @@ func (f *Forwarder) session(ctx context.Context) (progressed bool, err error) {
 				} else if a.EdgeID != f.cfg.EdgeID {
 					f.log.Warn("ignoring ack for another edge", "edge", a.EdgeID)
 				} else {
+					if a.FirstSeq == 0 && a.LastSeq == 0 && a.Status != protocol.AckOK {
+						// The hub could not decode the batch, so its
+						// answer names no range (seqs start at 1). It
+						// answers an edge's batches in order: this is
+						// the oldest batch in flight not answered yet.
+						if j := slices.IndexFunc(window, func(b batch) bool { return !b.acked }); j >= 0 {
+							a.FirstSeq, a.LastSeq = window[j].first, window[j].last
+						}
+					}
 					matched := slices.ContainsFunc(window, func(b batch) bool { return b.first == a.FirstSeq && b.last == a.LastSeq })
 					window, next, pauseUntil, retries, err = f.handleAck(ctx, a, window, next, pauseUntil, retries)
 					if err != nil {
