@@ -275,7 +275,6 @@ func (q *Queue) RetryQuarantined(seq uint64) (moved int, first uint64, err error
 }
 
 type requeued struct {
-	oldKey []byte
 	qsize  int64
 	val    []byte
 	at     time.Time
