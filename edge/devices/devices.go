@@ -17,8 +17,15 @@
 // when the device resends the same frame; event ids are deterministic and
 // the hub deduplicates by id, so storing them twice is harmless. Several
 // devices' frames run through the one bridge concurrently and the appends
-// proceed in parallel; nothing needs to be undone. After a crash the
-// bridge's state is gone: resent frames are taken as new.
+// proceed in parallel, but a frame is acknowledged only once the frames
+// the bridge ran before it are done too: a frame's sightings may extend a
+// session another device's frame opened a moment before, and its PUBACK
+// must not promise a visit whose presence.enter is still on its way to
+// disk (a crash then would lose the enter while the frame that relied on
+// it is acknowledged). When one of those earlier frames could not be
+// stored, the later one is not acknowledged either and the device resends
+// it. After a crash the bridge's state is gone: resent frames are taken
+// as new.
 //
 // Presence sessions are closed by the clock of the device that saw the
 // identifier last (bridge.Config.ExitTimeout), so frames arriving late,
@@ -117,6 +124,9 @@ type Devices struct {
 	pending map[string][]*pendingFrame
 	// unstored are session exits the queue refused; Run's loop only.
 	unstored []protocol.Event
+	// last is the frame most recently run through the bridge; guarded
+	// by mu.
+	last *ticket
 
 	failed, replayed, dropped prometheus.Counter
 }
@@ -135,6 +145,19 @@ type pendingFrame struct {
 	key    frameKey
 	events []protocol.Event
 }
+
+// ticket is one frame's passage through the bridge: done is closed once
+// its events are stored or refused and every frame before it is done
+// too; failed tells which (set before done is closed).
+type ticket struct {
+	prev   *ticket
+	done   chan struct{}
+	failed bool
+}
+
+// errEarlierFrame is handle's error for a frame stored after a frame the
+// bridge ran before it could not be.
+var errEarlierFrame = errors.New("an earlier frame's events were not stored")
 
 // keyOf reads the key of payload, a frame, without decoding it; ok is
 // false for a payload too short to be one.
@@ -236,7 +259,7 @@ func (d *Devices) handle(ctx context.Context, topic string, payload []byte) erro
 		if err != nil {
 			d.mu.Unlock()
 			// Counted and logged by the bridge; a malformed frame is not
-			// worth a resend.
+			// worth a resend (and changed no session).
 			return nil
 		}
 		if len(evs) > 0 && keyed {
@@ -244,16 +267,51 @@ func (d *Devices) handle(ctx context.Context, topic string, payload []byte) erro
 			d.addPending(id, p)
 		}
 	}
+	t := d.nextTicket()
 	d.mu.Unlock()
-	if err := d.store(ctx, evs); err != nil {
-		return err
-	}
-	if p != nil {
+	err := d.store(ctx, evs)
+	if err == nil && p != nil {
 		d.mu.Lock()
 		d.removePending(id, p)
 		d.mu.Unlock()
 	}
-	return nil
+	return d.finish(ctx, t, err)
+}
+
+// nextTicket returns the ticket of a frame the bridge just ran; it follows
+// the previous frame's when that one is still in flight. Callers hold mu.
+func (d *Devices) nextTicket() *ticket {
+	t := &ticket{prev: d.last, done: make(chan struct{})}
+	if t.prev != nil {
+		select {
+		case <-t.prev.done:
+			t.prev = nil // done before this frame ran: nothing to wait for
+		default:
+		}
+	}
+	d.last = t
+	return t
+}
+
+// finish waits until the frames before t are done, then marks t done with
+// err, or errEarlierFrame when one of those failed.
+func (d *Devices) finish(ctx context.Context, t *ticket, err error) error {
+	if p := t.prev; p != nil {
+		select {
+		case <-p.done:
+			if p.failed && err == nil {
+				err = errEarlierFrame
+			}
+		case <-ctx.Done():
+			if err == nil {
+				err = ctx.Err()
+			}
+		}
+		t.prev = nil
+	}
+	t.failed = err != nil
+	close(t.done)
+	return err
 }
 
 // findPending returns the pending frame of device id with key. Callers

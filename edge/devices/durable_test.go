@@ -207,3 +207,92 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// gateQueue is a memQueue whose appends wait, while gated, until the gate
+// is opened (or their context ends: a refused append).
+type gateQueue struct {
+	memQueue
+	gate    chan struct{}
+	waiting chan struct{} // receives once per gated append
+}
+
+func (q *gateQueue) Append(ctx context.Context, evs []protocol.Event) error {
+	select {
+	case <-q.gate:
+	default:
+		q.waiting <- struct{}{}
+		select {
+		case <-q.gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return q.memQueue.Append(ctx, evs)
+}
+
+// TestSessionOpenerStoredBeforeLaterFrame checks that a frame whose
+// sightings extend a session another device's frame opened is not
+// acknowledged before that presence.enter is stored: a crash in between
+// would lose the visit's enter while the frame relying on it counts as
+// durable. When the opener's events are refused, the later frame is not
+// acknowledged either.
+func TestSessionOpenerStoredBeforeLaterFrame(t *testing.T) {
+	for _, refused := range []bool{false, true} {
+		q := &gateQueue{gate: make(chan struct{}), waiting: make(chan struct{}, 1)}
+		d := newDevices(t, Config{AppendTimeout: time.Minute}, q)
+		ctx, cancel := context.WithCancel(t.Context())
+		devA, devB := bridge.DeviceID{0, 0, 0, 0, 0, 0, 0, 0xa}, bridge.DeviceID{0, 0, 0, 0, 0, 0, 0, 0xb}
+		opened := make(chan error, 1)
+		go func() { opened <- d.handle(ctx, TopicPrefix+devA.String()+TopicSuffix, frame(t, devA, 0, 0x61)) }()
+		select {
+		case <-q.waiting: // A's enter is on its way to the queue
+		case <-time.After(10 * time.Second):
+			t.Fatal("the opening frame's append never started")
+		}
+		later := make(chan error, 1)
+		go func() { later <- d.handle(t.Context(), TopicPrefix+devB.String()+TopicSuffix, frame(t, devB, 0, 0x61)) }()
+		// B's frame yields no event (the session is open) but must wait
+		// for A's: once the bridge ran it, it must still be pending while
+		// A's append is.
+		ranBy := time.Now().Add(10 * time.Second)
+		for ran := false; !ran; {
+			if time.Now().After(ranBy) {
+				t.Fatalf("refused=%v: the later frame never reached the bridge", refused)
+			}
+			select {
+			case err := <-later:
+				t.Fatalf("refused=%v: frame extending a session acknowledged (err %v) before the session's enter was stored", refused, err)
+			case <-time.After(time.Millisecond):
+			}
+			ran = slices.ContainsFunc(d.Registry(), func(i bridge.DeviceInfo) bool { return i.DeviceID == devB.String() })
+		}
+		select {
+		case err := <-later:
+			t.Fatalf("refused=%v: frame extending a session acknowledged (err %v) before the session's enter was stored", refused, err)
+		default:
+		}
+		if refused {
+			cancel() // A's append gives up
+		} else {
+			close(q.gate)
+		}
+		deadline := time.After(10 * time.Second)
+		var errA, errB error
+		for range 2 {
+			select {
+			case errA = <-opened:
+			case errB = <-later:
+			case <-deadline:
+				t.Fatalf("refused=%v: frames not handled", refused)
+			}
+		}
+		if refused {
+			if errA == nil || errB == nil {
+				t.Errorf("refused opener: errors %v and %v, want both frames unacknowledged", errA, errB)
+			}
+		} else if errA != nil || errB != nil || len(q.ids()) != 1 || q.names()[0] != bridge.EventEnter {
+			t.Errorf("stored opener: errors %v and %v, stored %v", errA, errB, q.names())
+		}
+		cancel()
+	}
+}
