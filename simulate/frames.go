@@ -113,8 +113,11 @@ type AckedFrame struct {
 	// that carried it was established, which tells which run of a
 	// restarted agent acknowledged the frame.
 	AckedAt, ConnectedAt time.Time
-	// Sends counts the times the frame was published.
-	Sends int
+	// Sends counts the times the frame was published, SentAt when first:
+	// the agent that acknowledged the frame received it between SentAt
+	// and AckedAt.
+	Sends  int
+	SentAt time.Time
 }
 
 func (c *FrameConfig) setDefaults(edges int) error {
@@ -618,6 +621,7 @@ type outFrame struct {
 	weak      int
 	sends     int
 	sentAt    time.Time
+	firstSent time.Time // the first publish
 	ackedAt   time.Time
 	connAt    time.Time // when the connection that acknowledged it was made
 	acked     bool
@@ -837,6 +841,9 @@ func (s *sensor) report(now time.Time, seen []pendingSighting) {
 // the background. Callers hold mu.
 func (s *sensor) publish(of *outFrame) {
 	of.sentAt = time.Now()
+	if of.sends == 0 {
+		of.firstSent = of.sentAt
+	}
 	of.sends++
 	gen, connAt := s.gen, s.connAt
 	tok := s.client.Publish(s.topic, 1, false, of.b)
@@ -872,7 +879,7 @@ func (s *sensor) done(of *outFrame, gen int, connAt time.Time, err error, at tim
 		s.unacked = slices.Delete(s.unacked, 0, 1)
 		s.e.acked(&head.f, head.ackedAt)
 		if cb := s.e.f.cfg.OnAcked; cb != nil {
-			cb(AckedFrame{Edge: s.e.idx, Frame: &head.f, AckedAt: head.ackedAt, ConnectedAt: head.connAt, Sends: head.sends})
+			cb(AckedFrame{Edge: s.e.idx, Frame: &head.f, AckedAt: head.ackedAt, ConnectedAt: head.connAt, Sends: head.sends, SentAt: head.firstSent})
 		}
 	}
 }

@@ -136,6 +136,16 @@ func TestCheckPresence(t *testing.T) {
 	if r := check(other); r.Failures() != 0 || r.EntersOtherFrame != 1 {
 		t.Errorf("enter of another PUBACKed frame: %+v", r)
 	}
+	// The zone change first shown by another frame of the agent (sightings
+	// of two sensors whose receive order the PUBACKs do not tell) stands
+	// in for the derived dwell: same zone left, as JSON brings it back.
+	moved := slices.Clone(agent)
+	i = byName(moved, bridge.EventZoneDwell)
+	moved[i].ID = "fw-" + SensorID(3, ZoneKitchen).String() + "-00000003-2-0-dwell"
+	moved[i].Properties = map[string]any{"zone_id": float64(moved[i].Properties["zone_id"].(int64)), "dwell_seconds": 2.0}
+	if r := check(moved); r.Failures() != 0 || r.DwellsOtherFrame != 1 {
+		t.Errorf("dwell of another PUBACKed frame: %+v", r)
+	}
 	for _, tt := range []struct {
 		name string
 		hub  func([]protocol.Event) []protocol.Event
@@ -153,6 +163,12 @@ func TestCheckPresence(t *testing.T) {
 		{"id twice", func(evs []protocol.Event) []protocol.Event {
 			return append(evs, evs[byName(evs, bridge.EventExit)])
 		}, func(r PresenceReport) bool { return r.Duplicates == 1 && r.OverBound == 1 }},
+		{"dwell of another zone", func(evs []protocol.Event) []protocol.Event {
+			i := byName(evs, bridge.EventZoneDwell)
+			evs[i].ID = "fw-" + SensorID(3, ZoneKitchen).String() + "-00000003-2-0-dwell"
+			evs[i].Properties = map[string]any{"zone_id": float64(ZoneEntrance), "dwell_seconds": 2.0}
+			return evs
+		}, func(r PresenceReport) bool { return r.DwellsMissing == 1 && r.DwellsOtherFrame == 0 }},
 		{"frame never PUBACKed", func(evs []protocol.Event) []protocol.Event {
 			ev := evs[byName(evs, bridge.EventZoneDwell)]
 			ev.ID = "fw-" + SensorID(3, ZoneKitchen).String() + "-00000003-999-0-dwell"
@@ -165,5 +181,139 @@ func TestCheckPresence(t *testing.T) {
 				t.Errorf("report %+v", r)
 			}
 		})
+	}
+}
+
+// TestCheckPresenceRunThatMadeTheEnter checks that an enter at the hub
+// counts for the run that made it, by its received_at, when a later run
+// PUBACKed its frame: the first run stored the enter of sensor A's frame,
+// then extended the session with sensor B's frame, PUBACKed B's and was
+// killed before A's PUBACK went out; the next run PUBACKed A's resend.
+// The replay of the first run derives the enter from B's frame.
+func TestCheckPresenceRunThatMadeTheEnter(t *testing.T) {
+	cfg := bridge.Config{MinDwell: time.Second, ExitTimeout: 2 * time.Second, MaxFrameDelay: 2 * time.Second}
+	mac := bridge.HexBytes{1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 2, 3, 4, 5, 6}
+	t0 := time.Now().Add(-time.Hour)
+	frame := func(zone uint8) *bridge.Frame {
+		return &bridge.Frame{Version: bridge.Version, Type: bridge.FrameReport, DeviceID: SensorID(4, zone), BootID: 9, Seq: 6, UptimeMS: 60_000,
+			Records: []bridge.Record{{Type: bridge.RecordSighting, Sighting: bridge.Sighting{Kind: bridge.KindMACHash, ID: mac, RSSI: -50, Zone: zone}}}}
+	}
+	a, b := frame(ZoneEntrance), frame(ZoneKitchen)
+	run0, run1 := PresenceRun{}, PresenceRun{Run: 1}
+	restart := t0.Add(time.Second)
+	build := func(starts bool) *PresenceExpectation {
+		x := NewPresenceExpectation(cfg, cfg.MinDwell/2)
+		if starts {
+			x.RunStarted(run0, t0)
+			x.RunStarted(run1, restart)
+		}
+		for _, f := range []struct {
+			r  PresenceRun
+			f  *bridge.Frame
+			at time.Time
+		}{{run0, b, t0.Add(500 * time.Millisecond)}, {run1, a, restart.Add(200 * time.Millisecond)}} {
+			if _, err := x.Add(f.r, f.f, f.at); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return x
+	}
+	id := "fw-" + SensorID(4, ZoneEntrance).String() + "-00000009-6-0"
+	hub := func(receivedAt time.Time) []protocol.Event {
+		return []protocol.Event{{ID: id, Name: bridge.EventEnter, ReceivedAt: receivedAt}}
+	}
+	check := func(x *PresenceExpectation, evs []protocol.Event) PresenceReport {
+		t.Helper()
+		r, _, err := x.CheckPresence(func(protocol.Identifier) ([]protocol.Event, error) { return evs, nil }, []int{1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	// Made by the first run (received before the restart): it stands in
+	// for the first run's enter and is the second run's by id.
+	if r := check(build(true), hub(t0.Add(300*time.Millisecond))); r.EntersMissing != 0 || r.EntersOtherFrame != 1 || r.EntersExact != 1 {
+		t.Errorf("enter made by the first run: %+v", r)
+	}
+	// Made by the second run only: the first run's enter is missing.
+	if r := check(build(true), hub(restart.Add(150*time.Millisecond))); r.EntersMissing != 1 {
+		t.Errorf("enter made by the second run: %+v", r)
+	}
+	// Without the runs' start times only the PUBACKs count.
+	if r := check(build(false), hub(t0.Add(300*time.Millisecond))); r.EntersMissing != 1 {
+		t.Errorf("no run start times: %+v", r)
+	}
+}
+
+// TestCheckPresenceOptionalReentry checks that a re-entry the replay
+// derives from two sensors' sightings just over the exit timeout apart is
+// not required when the later frame's PUBACK lagged its send by more than
+// the margin: the agent, stamping with its receive time, may have seen one
+// stay. With a PUBACK close to the send it is required.
+func TestCheckPresenceOptionalReentry(t *testing.T) {
+	cfg := bridge.Config{MinDwell: time.Second, ExitTimeout: 2 * time.Second, MaxFrameDelay: 2 * time.Second}
+	mac := bridge.HexBytes{7, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 2, 3, 4, 5, 6}
+	t0 := time.Now().Add(-time.Hour)
+	frame := func(zone uint8) *bridge.Frame {
+		return &bridge.Frame{Version: bridge.Version, Type: bridge.FrameReport, DeviceID: SensorID(5, zone), BootID: 3, Seq: 1, UptimeMS: 60_000,
+			Records: []bridge.Record{{Type: bridge.RecordSighting, Sighting: bridge.Sighting{Kind: bridge.KindMACHash, ID: mac, RSSI: -50, Zone: zone}}}}
+	}
+	first := "fw-" + SensorID(5, ZoneEntrance).String() + "-00000003-1-0"
+	for _, lag := range []time.Duration{time.Second, 10 * time.Millisecond} {
+		x := NewPresenceExpectation(cfg, cfg.MinDwell/2)
+		acked := t0.Add(2300 * time.Millisecond)
+		if _, err := x.AddFrame(PresenceRun{}, AckedFrame{Frame: frame(ZoneEntrance), AckedAt: t0, SentAt: t0}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := x.AddFrame(PresenceRun{}, AckedFrame{Frame: frame(ZoneKitchen), AckedAt: acked, SentAt: acked.Add(-lag)}); err != nil {
+			t.Fatal(err)
+		}
+		// The agent's events: one stay (it received the second frame
+		// 1.3 s after the first), then its exit.
+		hub := []protocol.Event{{ID: first, Name: bridge.EventEnter}, {ID: first + "-exit", Name: bridge.EventExit}}
+		r, _, err := x.CheckPresence(func(protocol.Identifier) ([]protocol.Event, error) { return hub, nil }, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lag == time.Second && (r.Failures() != 0 || r.EntersOptionalAbsent != 1) {
+			t.Errorf("PUBACK %v after the send: %+v", lag, r)
+		}
+		if lag < time.Second && (r.EntersMissing != 1 || r.OverBound != 1) {
+			t.Errorf("PUBACK %v after the send: %+v", lag, r)
+		}
+	}
+}
+
+// TestCheckPresenceUncertainDwell checks that a zone-change dwell missing
+// at the hub is uncertain, not missing, when the agent may have received
+// the sighting that showed the change before the other sensor's last
+// sighting in the previous zone (their frames' spans from send to PUBACK
+// overlap) and so taken it for a late one; with spans apart it is missing.
+func TestCheckPresenceUncertainDwell(t *testing.T) {
+	frames, cfg := presenceFixture(t)
+	agent := agentEvents(t, frames, cfg)
+	i := slices.IndexFunc(agent, func(ev protocol.Event) bool { return ev.Name == bridge.EventZoneDwell })
+	if i < 0 {
+		t.Fatal("fixture yields no zone-change dwell")
+	}
+	hub := slices.Delete(slices.Clone(agent), i, i+1)
+	for _, lag := range []time.Duration{0, 450 * time.Millisecond} {
+		x := NewPresenceExpectation(cfg, cfg.MinDwell/2)
+		for _, a := range frames {
+			a.SentAt = a.AckedAt.Add(-lag)
+			if _, err := x.AddFrame(PresenceRun{Edge: a.Edge}, a); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r, _, err := x.CheckPresence(func(protocol.Identifier) ([]protocol.Event, error) { return hub, nil }, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lag == 0 && (r.DwellsMissing != 1 || r.DwellsUncertain != 0) {
+			t.Errorf("spans apart: %+v", r)
+		}
+		if lag > 0 && (r.DwellsMissing != 0 || r.DwellsUncertain != 1 || r.Failures() != 0) {
+			t.Errorf("spans overlapping: %+v", r)
+		}
 	}
 }

@@ -181,9 +181,9 @@ func readable(r report) string {
 		verdict = "FAIL"
 	}
 	if s := r.Sensors; s != nil {
-		line := fmt.Sprintf("chaos: %-26s %s  %d frames PUBACKed (%d resent), %d identifiers: %d/%d enters by id, %d by another frame, %d missing; %d dwells checked, %d missing; %d duplicates, %d over bound, %d unclosed; %d faults, %.1fs",
-			r.Scenario, verdict, s.FramesAcked, s.Resends, s.Identifiers, s.EntersExact, s.EntersExpected, s.EntersOtherFrame, s.EntersMissing,
-			s.DwellsChecked, s.DwellsMissing, s.Duplicates, s.OverBound, s.Unclosed, r.FaultsInjected, r.Seconds)
+		line := fmt.Sprintf("chaos: %-26s %s  %d frames PUBACKed (%d resent), %d identifiers: %d/%d enters by id, %d by another frame, %d optional absent, %d missing; %d dwells checked, %d by another frame, %d uncertain, %d missing; %d duplicates, %d over bound, %d unclosed; %d faults, %.1fs",
+			r.Scenario, verdict, s.FramesAcked, s.Resends, s.Identifiers, s.EntersExact, s.EntersExpected, s.EntersOtherFrame, s.EntersOptionalAbsent, s.EntersMissing,
+			s.DwellsChecked, s.DwellsOtherFrame, s.DwellsUncertain, s.DwellsMissing, s.Duplicates, s.OverBound, s.Unclosed, r.FaultsInjected, r.Seconds)
 		if r.FirstMismatch != "" {
 			line += "\n  first mismatch: " + r.FirstMismatch
 		}
