@@ -15,8 +15,8 @@
 //   - retry: the batch and everything after it are resent after a backoff.
 //   - rejected: the hub cannot decode or validate the batch. When it
 //     cannot decode it, the ack names no range (0-0); it applies to the
-//     oldest batch in flight not answered yet, since the hub answers an
-//     edge's batches in order. The forwarder
+//     oldest publish of the connection not answered yet, since the hub
+//     answers an edge's batches in order. The forwarder
 //     never deletes or skips events the hub has not committed on the
 //     strength of one rejection; it isolates the cause instead (below).
 //
@@ -125,6 +125,10 @@ type Quarantiner interface {
 // wait, then the session blocks, so forwarding stops rather than piling up
 // work.
 const deleteBuffer = 2 * maxWindow
+
+// maxUnanswered bounds the publishes remembered for the hub's answers that
+// name no range: a window's worth several times over.
+const maxUnanswered = 4*maxWindow + 64
 
 // span is an inclusive range of seqs the hub acked.
 type span struct{ first, last uint64 }
@@ -408,8 +412,11 @@ func (f *Forwarder) session(ctx context.Context) (progressed bool, err error) {
 		retries        int       // consecutive retry/rejected answers
 		waiting        bool
 		events         [][]byte
-		wake           = make(chan struct{}, 1)
-		wg             sync.WaitGroup
+		// unanswered lists this connection's publishes the hub has not
+		// answered yet, oldest first, for answers that name no range.
+		unanswered []span
+		wake       = make(chan struct{}, 1)
+		wg         sync.WaitGroup
 	)
 	wctx, wcancel := context.WithCancel(ctx)
 	defer func() {
@@ -460,6 +467,10 @@ func (f *Forwarder) session(ctx context.Context) (progressed bool, err error) {
 				return progressed, fmt.Errorf("encode batch %d-%d: %w", b.first, b.last, err)
 			}
 			b.tok = c.Publish(f.batchTopic, 1, false, payload)
+			if len(unanswered) == maxUnanswered {
+				unanswered = slices.Delete(unanswered, 0, 1)
+			}
+			unanswered = append(unanswered, span{b.first, b.last})
 			if len(window) == 0 {
 				lastAckOrStart = now
 			}
@@ -520,10 +531,15 @@ func (f *Forwarder) session(ctx context.Context) (progressed bool, err error) {
 						// The hub could not decode the batch, so its
 						// answer names no range (seqs start at 1). It
 						// answers an edge's batches in order: this is
-						// the oldest batch in flight not answered yet.
-						if j := slices.IndexFunc(window, func(b batch) bool { return !b.acked }); j >= 0 {
-							a.FirstSeq, a.LastSeq = window[j].first, window[j].last
+						// the oldest publish not answered yet, which may
+						// be one no longer in the window.
+						if len(unanswered) > 0 {
+							a.FirstSeq, a.LastSeq = unanswered[0].first, unanswered[0].last
 						}
+					}
+					if k := slices.Index(unanswered, span{a.FirstSeq, a.LastSeq}); k >= 0 {
+						// Earlier publishes without an answer lost it.
+						unanswered = slices.Delete(unanswered, 0, k+1)
 					}
 					matched := slices.ContainsFunc(window, func(b batch) bool { return b.first == a.FirstSeq && b.last == a.LastSeq })
 					window, next, pauseUntil, retries, err = f.handleAck(ctx, a, window, next, pauseUntil, retries)
