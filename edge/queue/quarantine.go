@@ -275,10 +275,10 @@ func (q *Queue) RetryQuarantined(seq uint64) (moved int, first uint64, err error
 }
 
 type requeued struct {
-	qsize  int64
-	val    []byte
-	at     time.Time
-	ch     string
+	qsize int64
+	val   []byte
+	at    time.Time
+	ch    string
 }
 
 // retryChunk moves the quarantined events from seq from on (only from
