@@ -65,7 +65,10 @@ type work struct {
 	tenant, edge string
 	batch        *protocol.Batch
 	err          error
-	received     time.Time
+	// first and last are the sequence range of a rejected batch that
+	// decoded, so that the edge knows which batch the rejection is for.
+	first, last uint64
+	received    time.Time
 }
 
 // Intake is the hub's batch consumer.
@@ -238,6 +241,7 @@ func (in *Intake) onBatch(_ paho.Client, m paho.Message) {
 		w.err = fmt.Errorf("decode: %w", err)
 	} else if b.EdgeID != edge || (b.Tenant != "" && b.Tenant != tenant) {
 		w.err = fmt.Errorf("batch names edge %q tenant %q on the topic of edge %q tenant %q", b.EdgeID, b.Tenant, edge, tenant)
+		w.first, w.last = b.FirstSeq, b.LastSeq
 	} else if b.LastSeq < b.FirstSeq {
 		w.err = fmt.Errorf("sequence range %d-%d is reversed", b.FirstSeq, b.LastSeq)
 	} else {
@@ -329,6 +333,7 @@ func (in *Intake) handle(ctx context.Context, group []work) {
 		switch {
 		case w.err != nil:
 			ack.Status, ack.Error = protocol.AckRejected, w.err.Error()
+			ack.FirstSeq, ack.LastSeq = w.first, w.last
 			in.batches.WithLabelValues("rejected").Inc()
 			in.log.Warn("batch rejected", "tenant", w.tenant, "edge", w.edge, "err", w.err)
 		case err != nil:
