@@ -67,8 +67,14 @@ func (s *Store) Profile(id string) (*View, error) {
 	return v, err
 }
 
+// resolveID returns the record of profile id, following redirects of
+// merged-away ids. The writer's cache answers for most live profiles; its
+// records are never modified, and newer than or as new as txn's view.
 func (s *Store) resolveID(txn *badger.Txn, id string) (*record, error) {
 	for range maxRedirects {
+		if rec := s.cache.committed(id); rec != nil {
+			return rec, nil
+		}
 		rec, err := readRecord(txn, id)
 		if err == nil {
 			return rec, nil
