@@ -148,47 +148,13 @@ func (l *sensorLedger) expect() (*simulate.PresenceExpectation, []int, error) {
 type sensorReport struct {
 	Visits        int64 `json:"visits"`
 	FramesSent    int64 `json:"frames_sent"`
-	FramesAcked   int   `json:"frames_acked"`
 	FramesUnacked int64 `json:"frames_unacked"`
 	Resends       int64 `json:"resends"`
 	Reconnects    int64 `json:"reconnects"`
-	Identifiers   int   `json:"identifiers"`
-	// EntersExpected are the presence.enter events the runs' bridges
-	// derived from PUBACKed frames; EntersExact those at the hub by id,
-	// EntersOtherFrame those stood in for by an enter of the identifier
-	// from another frame the same run PUBACKed or made (frames racing to
-	// open the session), EntersMissing the rest.
-	EntersExpected   int `json:"enters_expected"`
-	EntersExact      int `json:"enters_exact"`
-	EntersOtherFrame int `json:"enters_other_frame"`
-	EntersMissing    int `json:"enters_missing"`
-	// EntersOptionalAbsent are derived re-entries across two sensors, not
-	// at the hub, that the agent's receive times may have kept in one stay.
-	EntersOptionalAbsent int `json:"enters_optional_absent"`
-	// DwellsChecked are zone-change dwells (stays dwellMargin over the
-	// minimum) of identifiers whose enters at the hub are exactly the
-	// derived ones; DwellsOtherFrame those stood in for by a zone-change
-	// dwell leaving the same zone from another frame, DwellsUncertain
-	// those absent whose zone change the agent may have taken for a late
-	// sighting, DwellsMissing the rest.
-	DwellsChecked    int `json:"dwells_checked"`
-	DwellsOtherFrame int `json:"dwells_other_frame"`
-	DwellsUncertain  int `json:"dwells_uncertain"`
-	DwellsMissing    int `json:"dwells_missing"`
-	// Duplicates counts presence event ids the hub holds twice.
-	Duplicates int `json:"duplicates"`
-	// OverBound counts identifiers with more enters at the hub than
-	// expected plus one per kill of their edge, or more exits than
-	// enters; Unclosed those opened in the last run without an exit.
-	OverBound int `json:"over_bound"`
-	Unclosed  int `json:"unclosed"`
-	// Unknown counts presence events at the hub whose ids name no
-	// PUBACKed frame.
-	Unknown   int   `json:"unknown"`
-	HubEnters int   `json:"hub_enters"`
-	HubDwells int   `json:"hub_dwells"`
-	HubExits  int   `json:"hub_exits"`
-	Kills     []int `json:"kills"`
+	// The checks of the hub against the PUBACKed frames (their JSON
+	// fields inline).
+	simulate.PresenceReport
+	Kills []int `json:"kills"`
 	// HTTPAccepted and HTTPRejected count the app's identify calls of
 	// the visits (not checked here).
 	HTTPAccepted int64 `json:"http_accepted"`
@@ -431,11 +397,8 @@ func verifySensors(ctx context.Context, t *topology, x *simulate.PresenceExpecta
 	pr, _, err := x.CheckPresence(func(id protocol.Identifier) ([]protocol.Event, error) {
 		return hubPresence(ctx, t, id, cache)
 	}, kills)
-	r := sensorReport{FramesAcked: pr.FramesAcked, Identifiers: pr.Identifiers, Kills: kills,
-		EntersExpected: pr.EntersExpected, EntersExact: pr.EntersExact, EntersOtherFrame: pr.EntersOtherFrame,
-		EntersMissing: pr.EntersMissing, EntersOptionalAbsent: pr.EntersOptionalAbsent, DwellsChecked: pr.DwellsChecked, DwellsOtherFrame: pr.DwellsOtherFrame, DwellsUncertain: pr.DwellsUncertain, DwellsMissing: pr.DwellsMissing,
-		Duplicates: pr.Duplicates, OverBound: pr.OverBound, Unclosed: pr.Unclosed, Unknown: pr.Unknown,
-		HubEnters: pr.HubEnters, HubDwells: pr.HubDwells, HubExits: pr.HubExits}
+	r := sensorReport{PresenceReport: pr, Kills: kills}
+	r.Mismatches = nil // written to mismatches.txt
 	first := ""
 	if len(pr.Mismatches) > 0 {
 		first = pr.Mismatches[0]
