@@ -309,6 +309,9 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	admin[QuarantinePath] = qapi.handle
 	admin[QuarantineRetryPath] = qapi.retry
+	for p, h := range ingest.PprofRoutes() {
+		admin[p] = h
+	}
 	ic.Admin = admin
 	srv, err := ingest.New(ic, a.log, q)
 	if err != nil {

@@ -89,3 +89,21 @@ func TestAdminLocalOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestPprofRoutes: the runtime profiles answer an operator, and only an
+// operator.
+func TestPprofRoutes(t *testing.T) {
+	ts := startServer(t, Config{Admin: PprofRoutes(), AdminToken: "s3cret"}, &memAppender{})
+	auth := map[string]string{"Authorization": "Bearer s3cret"}
+	for _, path := range []string{"/debug/pprof/cmdline", "/debug/pprof/heap?debug=1", "/debug/pprof/goroutine?debug=1"} {
+		if r := ts.do(t, http.MethodGet, path, auth, nil); r.code != 200 || len(r.body) == 0 {
+			t.Errorf("%s: %d, %d bytes", path, r.code, len(r.body))
+		}
+		if r := ts.do(t, http.MethodGet, path, nil, nil); r.code != 401 {
+			t.Errorf("%s without the token: %d, want 401", path, r.code)
+		}
+	}
+	if r := ts.do(t, http.MethodGet, "/debug/pprof/profile?seconds=1", auth, nil); r.code != 200 || len(r.body) == 0 {
+		t.Errorf("CPU profile: %d, %d bytes", r.code, len(r.body))
+	}
+}
