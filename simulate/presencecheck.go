@@ -645,3 +645,17 @@ func summarize(evs []protocol.Event) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// PresenceEventsOf returns the presence events among evs (a profile's
+// timeline at the hub) that carry identifier id: what a HubEvents function
+// answers for it.
+func PresenceEventsOf(evs []protocol.Event, id protocol.Identifier) []protocol.Event {
+	var out []protocol.Event
+	for i := range evs {
+		ev := &evs[i]
+		if ev.Channel == protocol.ChannelIoT && strings.HasPrefix(ev.Name, "presence.") && ev.HasIdentifier(id.Type, id.Value) {
+			out = append(out, *ev)
+		}
+	}
+	return out
+}

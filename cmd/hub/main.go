@@ -95,16 +95,14 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "hub:", err)
 		return 2
 	}
-	// GOGC in the environment stands unless --gc-percent is given.
-	gcSet := false
-	fs.Visit(func(f *flag.Flag) { gcSet = gcSet || f.Name == "gc-percent" })
-	if gcSet || os.Getenv("GOGC") == "" {
+	// GOGC and GOMEMLIMIT in the environment stand unless the flags are
+	// given.
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["gc-percent"] || os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
-	// Likewise GOMEMLIMIT, unless --memory-limit is given.
-	memSet := false
-	fs.Visit(func(f *flag.Flag) { memSet = memSet || f.Name == "memory-limit" })
-	if memSet || os.Getenv("GOMEMLIMIT") == "" {
+	if set["memory-limit"] || os.Getenv("GOMEMLIMIT") == "" {
 		if memLimit > 0 {
 			debug.SetMemoryLimit(int64(memLimit))
 		} else {

@@ -226,12 +226,5 @@ func (t *topology) hubPresence(ctx context.Context, id protocol.Identifier, cach
 		}
 		cache[p.ID] = evs
 	}
-	var out []protocol.Event
-	for i := range evs {
-		ev := &evs[i]
-		if ev.Channel == protocol.ChannelIoT && strings.HasPrefix(ev.Name, "presence.") && ev.HasIdentifier(id.Type, id.Value) {
-			out = append(out, *ev)
-		}
-	}
-	return out, nil
+	return simulate.PresenceEventsOf(evs, id), nil
 }

@@ -358,14 +358,7 @@ func hubPresence(ctx context.Context, t *topology, id protocol.Identifier, cache
 		}
 		cache[p.ID] = evs
 	}
-	var out []protocol.Event
-	for i := range evs {
-		ev := &evs[i]
-		if ev.Channel == protocol.ChannelIoT && strings.HasPrefix(ev.Name, "presence.") && ev.HasIdentifier(id.Type, id.Value) {
-			out = append(out, *ev)
-		}
-	}
-	return out, nil
+	return simulate.PresenceEventsOf(evs, id), nil
 }
 
 // verifySensors checks the hub against the PUBACKed frames with

@@ -286,12 +286,7 @@ func presenceEventsOnHub(t *testing.T, hub *hubProc, id protocol.Identifier) []p
 		if code := hub.get(t, path, &page); code != 200 {
 			t.Fatalf("GET %s: %d", path, code)
 		}
-		for i := range page.Events {
-			ev := &page.Events[i]
-			if ev.Channel == protocol.ChannelIoT && strings.HasPrefix(ev.Name, "presence.") && ev.HasIdentifier(id.Type, id.Value) {
-				out = append(out, *ev)
-			}
-		}
+		out = append(out, simulate.PresenceEventsOf(page.Events, id)...)
 		if page.Next == "" {
 			return out
 		}
