@@ -12,7 +12,6 @@ import (
 	"time"
 
 	bridge "github.com/unico-cdp/unico/firmware-bridge"
-	"github.com/unico-cdp/unico/internal/procs"
 	"github.com/unico-cdp/unico/protocol"
 	"github.com/unico-cdp/unico/simulate"
 )
@@ -94,47 +93,25 @@ func (t *topology) openSessions(ctx context.Context) (int64, error) {
 // It gives up at a timeout sized for about want events, when nothing
 // moved for stallTimeout, or when a process exited.
 func (t *topology) waitSessionsClosed(ctx context.Context, want int64) error {
-	var events, depth, open int64 = -1, -1, -1
-	lastMove, lastLog := time.Now(), time.Now()
-	var failure error
-	err := procs.WaitUntil(ctx, deliverTimeout(want), pollEvery, "presence sessions closed and the hub settled", func(ctx context.Context) bool {
-		for _, p := range t.procs() {
-			if !p.Running() {
-				failure = fmt.Errorf("%s exited", p.Name)
-				return true
-			}
-		}
+	last, err := t.settle(ctx, "presence sessions closed and the hub settled", deliverTimeout(want), sessionsSettle, func(ctx context.Context) ([]int64, bool, error) {
 		s, err := t.hubStats(ctx)
 		if err != nil {
-			return false
+			return nil, false, err
 		}
 		d, err := t.queueDepth(ctx)
 		if err != nil {
-			return false
+			return nil, false, err
 		}
 		o, err := t.openSessions(ctx)
 		if err != nil {
-			return false
+			return nil, false, err
 		}
-		if time.Since(lastLog) >= progressEvery {
-			t.logger.Info("waiting for the last presence sessions", "hub_events", s.Store.Events, "queued", d, "open_sessions", o)
-			lastLog = time.Now()
-		}
-		if s.Store.Events != events || d != depth || o != open {
-			events, depth, open, lastMove = s.Store.Events, d, o, time.Now()
-			return false
-		}
-		if time.Since(lastMove) > stallTimeout {
-			failure = fmt.Errorf("no progress for %v", stallTimeout)
-			return true
-		}
-		return o == 0 && d == 0 && time.Since(lastMove) >= sessionsSettle
+		return []int64{s.Store.Events, d, o}, o == 0 && d == 0, nil
+	}, func(v []int64) {
+		t.logger.Info("waiting for the last presence sessions", "hub_events", v[0], "queued", v[1], "open_sessions", v[2])
 	})
-	if err == nil {
-		err = failure
-	}
 	if err != nil {
-		return fmt.Errorf("%w: hub holds %d events, %d still queued at the edges, %d presence sessions open", err, events, depth, open)
+		return fmt.Errorf("%w: hub holds %d events, %d still queued at the edges, %d presence sessions open", err, last[0], last[1], last[2])
 	}
 	return nil
 }

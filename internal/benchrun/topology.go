@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -248,48 +249,70 @@ const progressEvery = 10 * time.Second
 // at timeout, when progress stalls for stallTimeout, or when a process
 // exited.
 func (t *topology) waitDelivered(ctx context.Context, want int64, timeout time.Duration) error {
-	var last hubStats
-	depth := int64(-1)
+	last, err := t.settle(ctx, "every accepted event at the hub", timeout, 0, func(ctx context.Context) ([]int64, bool, error) {
+		s, err := t.hubStats(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		d, err := t.queueDepth(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		return []int64{s.Store.Events, d}, s.Store.Events >= want && d == 0, nil
+	}, func(v []int64) {
+		t.logger.Info("waiting for delivery", "hub_events", v[0], "want", want, "queued", v[1])
+	})
+	if err != nil {
+		return fmt.Errorf("%w: hub holds %d of %d accepted events, %d still queued at the edges", err, last[0], want, last[1])
+	}
+	if last[0] != want {
+		return fmt.Errorf("hub holds %d events, but the edges accepted %d", last[0], want)
+	}
+	return nil
+}
+
+// settle polls sample until it reports done with its values unchanged for
+// stable. It fails when a process exits, when the values have not moved
+// for stallTimeout, or at timeout, and returns the last values (-1 where
+// none was read); logProgress reports them every progressEvery.
+func (t *topology) settle(ctx context.Context, what string, timeout, stable time.Duration,
+	sample func(context.Context) (vals []int64, done bool, err error), logProgress func([]int64)) ([]int64, error) {
+	var last []int64
 	lastMove, lastLog := time.Now(), time.Now()
 	var failure error
-	err := procs.WaitUntil(ctx, timeout, pollEvery, "every accepted event at the hub", func(ctx context.Context) bool {
+	err := procs.WaitUntil(ctx, timeout, pollEvery, what, func(ctx context.Context) bool {
 		for _, p := range t.procs() {
 			if !p.Running() {
 				failure = fmt.Errorf("%s exited", p.Name)
 				return true
 			}
 		}
-		s, err := t.hubStats(ctx)
-		if err != nil {
-			return false
-		}
-		d, err := t.queueDepth(ctx)
+		vals, done, err := sample(ctx)
 		if err != nil {
 			return false
 		}
 		if time.Since(lastLog) >= progressEvery {
-			t.logger.Info("waiting for delivery", "hub_events", s.Store.Events, "want", want, "queued", d)
+			logProgress(vals)
 			lastLog = time.Now()
 		}
-		if s.Store.Events != last.Store.Events || d != depth {
-			lastMove = time.Now()
+		if !slices.Equal(vals, last) {
+			last, lastMove = vals, time.Now()
+			if stable > 0 {
+				return false
+			}
 		} else if time.Since(lastMove) > stallTimeout {
 			failure = fmt.Errorf("no progress for %v", stallTimeout)
 			return true
 		}
-		last, depth = s, d
-		return s.Store.Events >= want && d == 0
+		return done && time.Since(lastMove) >= stable
 	})
 	if err == nil {
 		err = failure
 	}
-	if err != nil {
-		return fmt.Errorf("%w: hub holds %d of %d accepted events, %d still queued at the edges", err, last.Store.Events, want, depth)
+	for len(last) < 3 {
+		last = append(last, -1)
 	}
-	if last.Store.Events != want {
-		return fmt.Errorf("hub holds %d events, but the edges accepted %d", last.Store.Events, want)
-	}
-	return nil
+	return last, err
 }
 
 // histogram is a cumulative Prometheus histogram: counts[i] observations
