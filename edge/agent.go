@@ -65,20 +65,37 @@ type Config struct {
 	Snapshots cache.SyncerConfig
 	// MemoryLimit, when positive, is the memory the process is meant to
 	// stay within (the caller sets the Go runtime's limit to it): the
-	// queue's Badger memtables and block cache are scaled to it (see
-	// QueueMemory) unless Queue sets them.
+	// Badger memtables and block caches of the queue and the profile
+	// cache are scaled to it (see MemoryBudget) unless Queue or Cache
+	// set them.
 	MemoryLimit int64
 	// Version is reported by /v1/status.
 	Version string
 }
 
-// QueueMemory returns the queue's Badger memtable and block cache sizes
-// for a process memory limit: each 1/16 of it, the memtable at least
-// queue.MinMemTableBytes, the cache at least 1 MiB, both at most 64 MiB.
-// A limit of 64 MiB gives 4 MiB each, 128 MiB the queue's defaults (8 MiB).
-func QueueMemory(limit int64) (memTable, blockCache int64) {
-	part := limit / 16
-	return min(max(part, queue.MinMemTableBytes), 64<<20), min(max(part, 1<<20), 64<<20)
+// Memory is how a process memory limit is divided among Badger's fixed
+// allocations: the memtables (allocated whole on the Go heap) and block
+// caches of the queue and of the profile cache.
+type Memory struct {
+	QueueMemTable, QueueBlockCache int64
+	CacheMemTable, CacheBlockCache int64
+}
+
+// MemoryBudget divides a process memory limit: each memtable 1/32 of it
+// (the queue's at least queue.MinMemTableBytes, the cache's at least
+// cache.MinMemTableBytes), the queue's block cache 1/64 (it caches only
+// blocks of keys: events live in the value log), the cache's 1/32 (at
+// least 1 MiB each); all at most 64 MiB. Two memtables each, so Badger
+// takes about a fifth of the limit and the rest is the agent's working
+// heap and the collector's headroom.
+func MemoryBudget(limit int64) Memory {
+	clamp := func(v, lo int64) int64 { return min(max(v, lo), 64<<20) }
+	return Memory{
+		QueueMemTable:   clamp(limit/32, queue.MinMemTableBytes),
+		QueueBlockCache: clamp(limit/64, 1<<20),
+		CacheMemTable:   clamp(limit/32, cache.MinMemTableBytes),
+		CacheBlockCache: clamp(limit/32, 1<<20),
+	}
 }
 
 // Agent is a running edge agent.
@@ -167,13 +184,13 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	if qo.Logger == nil {
 		qo.Logger = a.log
 	}
+	mem := MemoryBudget(a.cfg.MemoryLimit)
 	if a.cfg.MemoryLimit > 0 {
-		mt, bc := QueueMemory(a.cfg.MemoryLimit)
 		if qo.MemTableBytes == 0 {
-			qo.MemTableBytes = mt
+			qo.MemTableBytes = mem.QueueMemTable
 		}
 		if qo.BlockCacheBytes == 0 {
-			qo.BlockCacheBytes = bc
+			qo.BlockCacheBytes = mem.QueueBlockCache
 		}
 	}
 	q, err := queue.Open(qo)
@@ -193,6 +210,14 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	co.Dir = filepath.Join(a.cfg.DataDir, "cache")
 	if co.Logger == nil {
 		co.Logger = a.log
+	}
+	if a.cfg.MemoryLimit > 0 {
+		if co.MemTableBytes == 0 {
+			co.MemTableBytes = mem.CacheMemTable
+		}
+		if co.BlockCacheBytes == 0 {
+			co.BlockCacheBytes = mem.CacheBlockCache
+		}
 	}
 	if co.DefaultCountryCode == "" {
 		co.DefaultCountryCode = a.cfg.Ingest.Map.DefaultCountryCode

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/skl"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/unico-cdp/unico/protocol"
@@ -42,11 +43,17 @@ const (
 	MaxIdentifiersPerProfile = 256
 	// maxTypeLen bounds an identifier type (one length byte in the key).
 	maxTypeLen = 64
-	// txnBytes and txnEntries keep one Badger transaction well inside its
-	// limit (15% of the memtable); a larger batch is split into several
-	// transactions, the last of which records the applied sequence.
-	txnBytes   = 1 << 20
-	txnEntries = 4000
+	// DefaultMemTableBytes and DefaultBlockCacheBytes size Badger's
+	// memory; see Options.
+	DefaultMemTableBytes   = 8 << 20
+	DefaultBlockCacheBytes = 4 << 20
+	// MinMemTableBytes is the smallest memtable: one Badger transaction
+	// (15% of it) holds a profile of MaxProfileBytes with its index
+	// entries.
+	MinMemTableBytes = 4 << 20
+	// valueThreshold keeps every profile record in the LSM tree, where
+	// compaction drops replaced versions (the cache runs no value-log GC).
+	valueThreshold = MaxProfileBytes + 64<<10
 )
 
 // Errors.
@@ -81,6 +88,15 @@ type Options struct {
 	// NoSync turns off fsync per applied batch (benchmarks and tests). By
 	// default an ack to the hub means the batch is on disk.
 	NoSync bool
+	// MemTableBytes is the size of each of Badger's two memtables,
+	// allocated whole on the Go heap. A batch of snapshots is applied in
+	// transactions of up to 15% of it. Default DefaultMemTableBytes, at
+	// least MinMemTableBytes.
+	MemTableBytes int64
+	// BlockCacheBytes bounds Badger's block cache (lookups of profiles
+	// no longer in the memtable). Default DefaultBlockCacheBytes, at
+	// least 1 MiB.
+	BlockCacheBytes int64
 }
 
 // Stats is a snapshot of the cache's state and counters.
@@ -107,6 +123,11 @@ type Cache struct {
 	closed  bool
 
 	writeMu sync.Mutex // serialises Apply
+	// txnBytes and txnEntries keep one Badger transaction inside its
+	// limits (15% of the memtable, and that over skl.MaxNodeSize
+	// entries); a larger batch is split into several transactions, the
+	// last of which records the applied sequence.
+	txnBytes, txnEntries int
 
 	mu           sync.Mutex // guards the fields below
 	profiles     int64
@@ -136,12 +157,28 @@ func Open(opts Options) (*Cache, error) {
 	if opts.HashTypes == nil {
 		opts.HashTypes = strings.Split(DefaultHashTypes, ",")
 	}
+	switch {
+	case opts.MemTableBytes == 0:
+		opts.MemTableBytes = DefaultMemTableBytes
+	case opts.MemTableBytes < MinMemTableBytes:
+		return nil, fmt.Errorf("open cache: MemTableBytes %d is below %d", opts.MemTableBytes, MinMemTableBytes)
+	}
+	switch {
+	case opts.BlockCacheBytes == 0:
+		opts.BlockCacheBytes = DefaultBlockCacheBytes
+	case opts.BlockCacheBytes < 1<<20:
+		return nil, fmt.Errorf("open cache: BlockCacheBytes %d is below 1 MiB", opts.BlockCacheBytes)
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "cache")
 	c := &Cache{opts: opts, log: log, hashT: map[string]bool{}, ignored: map[string]uint64{}}
+	// Room for the meta keys the last transaction also writes.
+	maxBatch := int(15 * opts.MemTableBytes / 100)
+	c.txnBytes = maxBatch - 4<<10
+	c.txnEntries = maxBatch/int(skl.MaxNodeSize) - 8
 	for _, t := range opts.HashTypes {
 		if t = strings.TrimSpace(t); t != "" {
 			c.hashT[t] = true
@@ -160,15 +197,16 @@ func Open(opts Options) (*Cache, error) {
 	return c, nil
 }
 
-// badgerOptions are small-device options like the queue's, with a larger
-// memtable so that a page of a full sync fits one transaction.
+// badgerOptions are small-device options like the queue's, with every
+// record in the LSM tree.
 func badgerOptions(opts Options, log *slog.Logger) badger.Options {
 	bo := badger.DefaultOptions(opts.Dir)
-	bo.MemTableSize = 16 << 20
+	bo.MemTableSize = opts.MemTableBytes
+	bo.ValueThreshold = valueThreshold
 	bo.NumMemtables = 2
 	bo.NumLevelZeroTables = 2
 	bo.NumLevelZeroTablesStall = 4
-	bo.BlockCacheSize = 16 << 20
+	bo.BlockCacheSize = opts.BlockCacheBytes
 	bo.ValueLogFileSize = 16 << 20
 	bo.NumCompactors = 2
 	bo.BaseTableSize = 2 << 20
@@ -317,7 +355,9 @@ func validIdentifier(typ, value string) bool {
 // A batch at or below the applied Seq is a duplicate and one above the next
 // expected is a gap; both are ignored (applied false, err nil) and counted.
 // Invalid profiles inside an applied batch (empty or oversized id, oversized
-// record) are skipped and counted rather than stalling the sequence.
+// record, or one whose record and index changes exceed one Badger
+// transaction, 15% of Options.MemTableBytes) are skipped and counted rather
+// than stalling the sequence.
 //
 // A batch too large for one Badger transaction is split into several; the
 // last carries the applied Seq, so a crash in between leaves the Seq
@@ -365,7 +405,13 @@ func (c *Cache) Apply(b *protocol.SnapshotBatch) (applied bool, err error) {
 		for _, o := range ops {
 			opsBytes += len(o.k) + len(o.v) + 16
 		}
-		if entries > 0 && (size+opsBytes > txnBytes || entries+len(ops) > txnEntries) {
+		if opsBytes > c.txnBytes || len(ops) > c.txnEntries {
+			// Its record and index changes alone exceed a transaction:
+			// skipped like an oversized record.
+			skipped++
+			continue
+		}
+		if entries > 0 && (size+opsBytes > c.txnBytes || entries+len(ops) > c.txnEntries) {
 			if err := txn.Commit(); err != nil {
 				c.recount()
 				return false, fmt.Errorf("apply seq %d: commit: %w", b.Seq, err)

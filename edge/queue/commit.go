@@ -107,7 +107,7 @@ func (q *Queue) buildAppendReq(n int, channel func(i int) string, writeData func
 	off := 0
 	for i, end := range ends {
 		r.vals[i] = b[off:end:end]
-		r.size += int64(keyLen + end - off)
+		r.size += storedSize(end - off)
 		off = end
 	}
 	r.buf = buf
@@ -263,7 +263,7 @@ func (q *Queue) applyAppend(reqs []*appendReq, durableNext, planned uint64) {
 				q.oldest = r.at
 			}
 			q.depth++
-			q.bytes += int64(keyLen + len(v))
+			q.bytes += storedSize(len(v))
 			q.appended++
 			if idx := q.chans[r.chans[i]]; idx != nil {
 				idx.add(seq)
@@ -408,6 +408,31 @@ func (q *Queue) appendWithDrop(r *appendReq) error {
 		return fmt.Errorf("append: %w", err)
 	}
 	return nil
+}
+
+// storedSize is the size the queue counts for a record whose value is n
+// bytes: its key plus what Badger's Item.ValueSize reports for the value,
+// so that appends (which know n) and acks, drops and recovery (which read
+// only keys and Item.ValueSize) agree to the byte. For a value in the value
+// log Item.ValueSize is the log entry's length less the key, its 8-byte
+// version, an assumed 6-byte header and the 4-byte checksum; the real
+// header is 2 bytes and varints of the key length with version, of n and
+// of the expiry (0).
+func storedSize(n int) int64 {
+	if n < valueThreshold {
+		return int64(keyLen + n)
+	}
+	h := 2 + uvarintLen(keyLen+8) + uvarintLen(n) + 1
+	return int64(keyLen + n + h - 6)
+}
+
+func uvarintLen(n int) int {
+	l := 1
+	for n >= 0x80 {
+		n >>= 7
+		l++
+	}
+	return l
 }
 
 func cmpUint(a, b uint64) int {
@@ -561,6 +586,7 @@ type writer struct {
 	q                 *Queue
 	txn               *badger.Txn
 	size, count       int64
+	vlog              int64 // value bytes bound for the value log
 	maxSize, maxCount int64
 	m, durable        meta
 	dirty             bool
@@ -580,20 +606,33 @@ func (q *Queue) newWriter(m meta) *writer {
 	}
 }
 
-func (w *writer) reserve(est int64) error {
-	if w.count > 0 && (w.size+est > w.maxSize || w.count+1 > w.maxCount) {
+// entrySize is Badger's estimate of an entry's size in a transaction
+// (Entry.estimateSizeAndSetThreshold): a value of valueThreshold bytes or
+// more counts as its 12-byte pointer. The 2 bytes of metas are rounded up
+// with the version Badger appends to the key. It also returns the bytes
+// the entry writes to the value log.
+func entrySize(key, val []byte) (est, vlog int64) {
+	if len(val) < valueThreshold {
+		return int64(len(key) + len(val) + 12), 0
+	}
+	return int64(len(key) + 12 + 12), int64(len(val))
+}
+
+func (w *writer) reserve(est, vlog int64) error {
+	if w.count > 0 && (w.size+est > w.maxSize || w.count+1 > w.maxCount || w.vlog+vlog > maxTxnValueBytes) {
 		if err := w.commit(); err != nil {
 			return err
 		}
 	}
 	w.size += est
+	w.vlog += vlog
 	w.count++
 	return nil
 }
 
 // set adds key=val; next is the meta's next seq once it is stored.
 func (w *writer) set(key, val []byte, next uint64) error {
-	if err := w.reserve(int64(len(key) + len(val) + 12)); err != nil {
+	if err := w.reserve(entrySize(key, val)); err != nil {
 		return err
 	}
 	if err := w.txn.Set(key, val); err != nil {
@@ -603,23 +642,26 @@ func (w *writer) set(key, val []byte, next uint64) error {
 	return nil
 }
 
-// room reports whether est more bytes in n more entries fit the current
-// transaction without a commit (always true for an empty one).
-func (w *writer) room(est, n int64) bool {
-	return w.count == 0 || (w.size+est <= w.maxSize && w.count+n <= w.maxCount)
+// room reports whether est more bytes in n more entries, vlog of them for
+// the value log, fit the current transaction without a commit (always true
+// for an empty one).
+func (w *writer) room(est, vlog, n int64) bool {
+	return w.count == 0 || (w.size+est <= w.maxSize && w.count+n <= w.maxCount && w.vlog+vlog <= maxTxnValueBytes)
 }
 
 // move deletes delKey and sets setKey=val in the same transaction (it
 // commits what is pending first if both do not fit); next is the meta's
 // next seq once they are stored.
 func (w *writer) move(delKey, setKey, val []byte, next uint64) error {
-	est := int64(len(delKey)+12) + int64(len(setKey)+len(val)+12)
-	if !w.room(est, 2) {
+	est, vlog := entrySize(setKey, val)
+	est += int64(len(delKey) + 12)
+	if !w.room(est, vlog, 2) {
 		if err := w.commit(); err != nil {
 			return err
 		}
 	}
 	w.size += est
+	w.vlog += vlog
 	w.count += 2
 	if err := w.txn.Delete(delKey); err != nil {
 		return err
@@ -632,7 +674,7 @@ func (w *writer) move(delKey, setKey, val []byte, next uint64) error {
 }
 
 func (w *writer) del(key []byte) error {
-	if err := w.reserve(int64(len(key) + 12)); err != nil {
+	if err := w.reserve(int64(len(key)+12), 0); err != nil {
 		return err
 	}
 	return w.txn.Delete(key)
@@ -644,7 +686,7 @@ func (w *writer) commit() error {
 	}
 	err := w.txn.Commit()
 	w.txn = w.q.db.NewTransaction(true)
-	w.size, w.count = 0, 0
+	w.size, w.count, w.vlog = 0, 0, 0
 	if err != nil {
 		return err
 	}
@@ -658,7 +700,11 @@ func (w *writer) commit() error {
 
 // finish commits what is pending and, without SyncWrites, syncs.
 func (w *writer) finish() error {
-	defer w.txn.Discard()
+	// commit replaces w.txn: discard the one current at return. (A
+	// deferred w.txn.Discard() would bind the committed transaction and
+	// leak the new one's read mark, which pins Badger's discard
+	// watermark: compaction then keeps every deleted event for good.)
+	defer func() { w.txn.Discard() }()
 	if w.count > 0 {
 		if err := w.commit(); err != nil {
 			return err
@@ -695,7 +741,11 @@ func (q *Queue) recover() error {
 		}
 	}
 	q.nextSeq = max(m.next, 1)
-	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: []byte{prefixEvent}})
+	// Depth, bytes and head come from the keys and Item.ValueSize; values
+	// are read (from the value log) only until the oldest received-at is
+	// known, and for every event only when a channel has a drop policy
+	// and so needs its index.
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixEvent}})
 	defer it.Close()
 	var kb [keyLen]byte
 	for it.Seek(eventKey(kb[:0], m.head)); it.Valid(); it.Next() {
@@ -705,7 +755,9 @@ func (q *Queue) recover() error {
 			continue
 		}
 		var at time.Time
-		if err := item.Value(func(v []byte) error {
+		if !q.oldest.IsZero() && len(q.chans) == 0 {
+			// Nothing to read.
+		} else if err := item.Value(func(v []byte) error {
 			if len(v) >= headerLen && v[0] == valueVersion && len(v) > headerLen+int(v[9]) {
 				at = time.Unix(0, int64(beUint64(v[1:9])))
 				if idx := q.chans[string(v[headerLen:headerLen+int(v[9])])]; idx != nil {

@@ -41,7 +41,7 @@ func TestValueEncodingMatchesMarshalEvent(t *testing.T) {
 			if err != nil || !gotAt.Equal(at) || ch != evs[i].Channel || !bytes.Equal(gotData, data) {
 				t.Fatalf("round %d event %d: decodeValue = %v %q %x %v", round, i, gotAt, ch, gotData, err)
 			}
-			size += int64(keyLen + len(want))
+			size += storedSize(len(want))
 		}
 		if r.size != size || r.allDrop || r.chans[1] != "iot" {
 			t.Errorf("round %d: size %d (want %d), allDrop %v, chans %q", round, r.size, size, r.allDrop, r.chans)

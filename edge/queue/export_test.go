@@ -35,8 +35,15 @@ func (q *Queue) ChannelIndexCount(ch string) uint64 {
 // RecordSize is the stored size of an event of the given encoded size and
 // channel.
 func RecordSize(dataLen int, ch string) int64 {
-	return int64(keyLen + headerLen + len(ch) + dataLen)
+	return storedSize(headerLen + len(ch) + dataLen)
 }
 
 // PageOut runs one page-out of q's mapped files now.
 func (q *Queue) PageOut() (int64, error) { return pageOut(q.mapsDir) }
+
+// SetValueLogFileBytes sets the size of Badger's value-log files.
+func SetValueLogFileBytes(o *Options, n int64) { o.vlogFileBytes = n }
+
+// GCRound runs one round of value-log GC now and returns how many files
+// it rewrote.
+func (q *Queue) GCRound() int { return q.gcRound() }

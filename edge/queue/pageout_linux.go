@@ -41,7 +41,7 @@ func pageOut(dir string) (int64, error) {
 		if !ok || !bytes.HasPrefix(path, prefix) {
 			continue
 		}
-		if ext := filepath.Ext(string(path)); ext != ".sst" && ext != ".vlog" {
+		if ext := filepath.Ext(string(path)); ext != ".sst" && ext != ".vlog" && ext != ".mem" {
 			continue
 		}
 		_, _, errno := unix.Syscall(unix.SYS_MADVISE, start, end-start, unix.MADV_PAGEOUT)

@@ -178,7 +178,7 @@ func (q *Queue) Quarantine(seq uint64, hubError string) (bool, error) {
 	q.depth--
 	q.bytes -= freed
 	q.qdepth++
-	q.qbytes += int64(keyLen + len(qv))
+	q.qbytes += storedSize(len(qv))
 	q.quarantined++
 	for _, idx := range q.chans {
 		idx.subtract(seq, seq)
@@ -319,7 +319,8 @@ func (q *Queue) retryChunk(from uint64, one bool) (moved int, first, more uint64
 				continue
 			}
 			val := appendValue(nil, r.ReceivedAt, r.Channel, r.Data)
-			if !w.room(int64(2*keyLen+len(val)+24), 2) {
+			est, vlog := entrySize(eventKey(nil, 0), val)
+			if !w.room(est+int64(keyLen+12), vlog, 2) {
 				more = qseq
 				return nil
 			}
@@ -348,7 +349,7 @@ func (q *Queue) retryChunk(from uint64, one bool) (moved int, first, more uint64
 			q.oldest = r.at
 		}
 		q.depth++
-		q.bytes += int64(keyLen + len(r.val))
+		q.bytes += storedSize(len(r.val))
 		q.qdepth--
 		q.qbytes -= r.qsize
 		q.requeued++

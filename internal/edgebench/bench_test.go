@@ -15,15 +15,16 @@ import (
 
 const benchEvents = 100 // events per request
 
-// benchMemLimits are the GOMEMLIMIT settings the benchmarks compare; "off"
-// runs the agent without one.
-var benchMemLimits = []string{"off", "48MiB"}
+// benchMemLimits are the agent's --memory-limit settings the benchmarks
+// compare; "default" leaves the flag out.
+var benchMemLimits = []string{"default", "40MiB", "48MiB"}
 
-func memEnv(limit string) []string {
-	if limit == "off" {
-		return []string{"GOMEMLIMIT=off"}
+// memArgs returns the agent arguments for a benchMemLimits setting.
+func memArgs(limit string, extra ...string) []string {
+	if limit == "default" {
+		return extra
 	}
-	return []string{"GOMEMLIMIT=" + limit}
+	return append([]string{"--memory-limit", limit}, extra...)
 }
 
 // deadHubPort returns a port nothing listens on, for an agent without a hub.
@@ -86,8 +87,8 @@ func BenchmarkEdgeIngest(b *testing.B) {
 	binaries(b)
 	for _, clients := range []int{8, 16, 32} {
 		for _, lim := range benchMemLimits {
-			b.Run(fmt.Sprintf("clients=%d/gomemlimit=%s", clients, lim), func(b *testing.B) {
-				edge := startEdge(b, b.TempDir(), deadHubPort(b), memEnv(lim), "--quota-bytes", "64GiB")
+			b.Run(fmt.Sprintf("clients=%d/memory-limit=%s", clients, lim), func(b *testing.B) {
+				edge := startEdge(b, b.TempDir(), deadHubPort(b), nil, memArgs(lim, "--quota-bytes", "64GiB")...)
 				bodies := make([][]byte, clients)
 				for i := range bodies {
 					bodies[i] = Batch(BatchSpec{Events: benchEvents, Channel: "pos", UserID: "user-" + strconv.Itoa(i)})
@@ -104,6 +105,7 @@ func BenchmarkEdgeIngest(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
+				stopRSS := sampleRSS(edge.pid())
 				start := time.Now()
 				for b.Loop() {
 					next <- struct{}{}
@@ -111,6 +113,7 @@ func BenchmarkEdgeIngest(b *testing.B) {
 				close(next)
 				<-done
 				elapsed := time.Since(start)
+				mem := stopRSS()
 				cpu1, err := CPUTime(edge.pid())
 				if err != nil {
 					b.Fatal(err)
@@ -129,6 +132,8 @@ func BenchmarkEdgeIngest(b *testing.B) {
 					b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(len(lats)*benchEvents), "agentCPU-us/event")
 				}
 				b.ReportMetric(rss, "peakRSS-MiB")
+				b.ReportMetric(mem.Anon, "anonRSS-MiB")
+				b.ReportMetric(mem.File, "fileRSS-MiB")
 			})
 		}
 	}
@@ -144,9 +149,9 @@ func BenchmarkEdgeDrainHub(b *testing.B) {
 	binaries(b)
 	const backlog = 200_000
 	for _, lim := range benchMemLimits {
-		b.Run(fmt.Sprintf("events=%d/gomemlimit=%s", backlog, lim), func(b *testing.B) {
+		b.Run(fmt.Sprintf("events=%d/memory-limit=%s", backlog, lim), func(b *testing.B) {
 			hub := startHub(b, b.TempDir())
-			edge := startEdge(b, b.TempDir(), hub.mqtt, memEnv(lim), "--quota-bytes", "4GiB")
+			edge := startEdge(b, b.TempDir(), hub.mqtt, nil, memArgs(lim, "--quota-bytes", "4GiB")...)
 			var drained int
 			var took time.Duration
 			for b.Loop() {
