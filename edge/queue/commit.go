@@ -208,6 +208,11 @@ func (q *Queue) commitGroup(group []*appendReq) {
 			w.discard()
 		}
 		q.applyAppend(ok, w.durable.next, planned)
+		var n int64
+		for _, r := range ok {
+			n += r.size
+		}
+		q.touch(n)
 		for _, r := range ok {
 			if err != nil && r.first+uint64(len(r.vals)) > w.durable.next {
 				r.done <- fmt.Errorf("append: %w", err)

@@ -264,6 +264,11 @@ type Queue struct {
 
 	mapsDir       string // opts.Dir as /proc/self/maps names it
 	pageOutOff    atomic.Bool
+	// touched counts the value bytes written or read since the last
+	// kick of pageOutKick, which pages out before the next tick when
+	// the queue moves faster than PageOutInterval.
+	touched     atomic.Int64
+	pageOutKick chan struct{}
 	reqs          chan *appendReq
 	committerDone chan struct{}
 	gcStop        chan struct{}
@@ -376,6 +381,7 @@ func Open(opts Options) (*Queue, error) {
 		dropped:       make(map[string]uint64),
 		chans:         make(map[string]*seqRanges),
 		notify:        make(chan struct{}),
+		pageOutKick:   make(chan struct{}, 1),
 	}
 	for ch, p := range opts.Overflow {
 		if p == OverflowDropOldest {
@@ -567,6 +573,7 @@ func (q *Queue) read(start uint64, maxEvents, maxBytes int) (recs []Record, corr
 		}
 		recs = append(recs, rec)
 	}
+	q.touch(int64(size))
 	return recs, corrupt, nil
 }
 
@@ -679,6 +686,12 @@ func (q *Queue) pageOutEvery(d time.Duration) (stop func()) {
 			case <-quit:
 				q.pageOut()
 				return
+			case <-q.pageOutKick:
+				if !q.pageOut() {
+					<-quit
+					return
+				}
+				t.Reset(d)
 			case <-t.C:
 				if !q.pageOut() {
 					<-quit
@@ -688,6 +701,23 @@ func (q *Queue) pageOutEvery(d time.Duration) (stop func()) {
 		}
 	}()
 	return func() { close(quit); <-done }
+}
+
+// pageOutBytes is how many value bytes the queue writes or reads before it
+// pages out without waiting for the next PageOutInterval tick.
+const pageOutBytes = 4 << 20
+
+// touch counts n value bytes written or read and kicks a page-out every
+// pageOutBytes.
+func (q *Queue) touch(n int64) {
+	if q.touched.Add(n) < pageOutBytes {
+		return
+	}
+	q.touched.Store(0)
+	select {
+	case q.pageOutKick <- struct{}{}:
+	default:
+	}
 }
 
 // pageOut pages out the mapped files once. It returns false, and turns
