@@ -477,7 +477,16 @@ func (t *tx) commit() error {
 			return err
 		}
 	}
-	if err := t.btx.Commit(); err != nil {
+	err := t.btx.Commit()
+	// The read view of scans goes with the commit: CommitMany drops a
+	// committed tx for a new one without discarding it, and a read
+	// transaction left open pins Badger's discard watermark, after which
+	// compaction keeps every old version for good.
+	if t.rtx != nil {
+		t.rtx.Discard()
+		t.rtx = nil
+	}
+	if err != nil {
 		s.cache.reset()
 		return fmt.Errorf("commit: %w", err)
 	}
