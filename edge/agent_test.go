@@ -16,6 +16,7 @@ func TestMemoryBudget(t *testing.T) {
 		{32 * MiB, Memory{queue.MinMemTableBytes, 1 * MiB, cache.MinMemTableBytes, 1 * MiB}},
 		{48 * MiB, Memory{MiB * 3 / 2, 1 * MiB, cache.MinMemTableBytes, MiB * 3 / 2}},
 		{128 * MiB, Memory{4 * MiB, 2 * MiB, 4 * MiB, 4 * MiB}},
+		{64 * MiB, Memory{2 * MiB, 1 * MiB, 2 * MiB, 2 * MiB}},
 		{256 * MiB, Memory{8 * MiB, 4 * MiB, 8 * MiB, 8 * MiB}},
 		{8 << 30, Memory{64 * MiB, 64 * MiB, 64 * MiB, 64 * MiB}},
 	}

@@ -48,12 +48,12 @@ const (
 	DefaultMemTableBytes   = 8 << 20
 	DefaultBlockCacheBytes = 4 << 20
 	// MinMemTableBytes is the smallest memtable: one Badger transaction
-	// (15% of it) holds a profile of MaxProfileBytes with its index
-	// entries.
-	MinMemTableBytes = 4 << 20
+	// (15% of it, 300 KiB) holds a profile of MaxProfileBytes with a few
+	// identifiers; a bigger profile with its index is skipped (see Apply).
+	MinMemTableBytes = 2 << 20
 	// valueThreshold keeps every profile record in the LSM tree, where
 	// compaction drops replaced versions (the cache runs no value-log GC).
-	valueThreshold = MaxProfileBytes + 64<<10
+	valueThreshold = MaxProfileBytes + 16<<10
 )
 
 // Errors.
