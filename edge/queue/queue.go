@@ -262,13 +262,13 @@ type Queue struct {
 	log  *slog.Logger
 	db   *badger.DB
 
-	mapsDir       string // opts.Dir as /proc/self/maps names it
-	pageOutOff    atomic.Bool
+	mapsDir    string // opts.Dir as /proc/self/maps names it
+	pageOutOff atomic.Bool
 	// touched counts the value bytes written or read since the last
 	// kick of pageOutKick, which pages out before the next tick when
 	// the queue moves faster than PageOutInterval.
-	touched     atomic.Int64
-	pageOutKick chan struct{}
+	touched       atomic.Int64
+	pageOutKick   chan struct{}
 	reqs          chan *appendReq
 	committerDone chan struct{}
 	gcStop        chan struct{}
