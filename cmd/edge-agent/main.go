@@ -33,7 +33,7 @@ var version = "dev"
 // is below the working set of an idle agent, where the collector would run
 // without pause.
 const (
-	defaultMemoryLimit = 40 << 20
+	defaultMemoryLimit = 36 << 20
 	minMemoryLimit     = 32 << 20
 )
 
