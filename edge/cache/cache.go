@@ -504,13 +504,14 @@ func (c *Cache) profileOps(txn *badger.Txn, p *protocol.ProfileSnapshot, now tim
 	}
 	pk := profileKey(p.ProfileID)
 	var (
-		enc []byte
-		ids []protocol.Identifier
+		enc  []byte
+		ids  []protocol.Identifier
+		seen map[protocol.Identifier]bool
 	)
 	if !p.Tombstone {
 		// Keep only indexable identifiers, at most MaxIdentifiersPerProfile.
 		ids = make([]protocol.Identifier, 0, len(p.Identifiers))
-		seen := make(map[protocol.Identifier]bool, len(p.Identifiers))
+		seen = make(map[protocol.Identifier]bool, len(p.Identifiers))
 		for _, id := range p.Identifiers {
 			if validIdentifier(id.Type, id.Value) && !seen[id] && len(ids) < MaxIdentifiersPerProfile {
 				seen[id] = true
@@ -536,7 +537,9 @@ func (c *Cache) profileOps(txn *badger.Txn, p *protocol.ProfileSnapshot, now tim
 		var r record
 		if decodeRecord(old, &r) == nil && r.P != nil {
 			for _, id := range r.P.Identifiers {
-				if !validIdentifier(id.Type, id.Value) {
+				if !validIdentifier(id.Type, id.Value) || seen[id] {
+					// An identifier the profile keeps is set below
+					// whoever holds it now: no need to read its entry.
 					continue
 				}
 				ik := indexKey(id.Type, id.Value)
