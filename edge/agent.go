@@ -181,6 +181,10 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	a.start = time.Now()
 	qo := a.cfg.Queue
 	qo.Dir = filepath.Join(a.cfg.DataDir, "queue")
+	if qo.PageOutDir == "" {
+		// The profile cache's Badger (DataDir/cache) too.
+		qo.PageOutDir = a.cfg.DataDir
+	}
 	if qo.Logger == nil {
 		qo.Logger = a.log
 	}

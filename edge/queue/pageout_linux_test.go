@@ -82,3 +82,45 @@ func TestPageOutLowersResidentFiles(t *testing.T) {
 		t.Fatalf("after page-out read %d events, want %d", got, n)
 	}
 }
+
+// TestPageOutDirCoversSiblings: a queue whose PageOutDir is the parent
+// directory pages out another database's files under it (the agent's
+// profile cache beside its queue).
+func TestPageOutDirCoversSiblings(t *testing.T) {
+	t.Chdir(t.TempDir())
+	q := open(t, queue.Options{Dir: "data/queue", PageOutDir: "data", PageOutInterval: -1, MemTableBytes: queue.MinMemTableBytes})
+	defer closeQ(t, q)
+	other := open(t, queue.Options{Dir: "data/other", PageOutInterval: -1, MemTableBytes: queue.MinMemTableBytes})
+	defer closeQ(t, other)
+	const n = 40_000
+	for i := 0; i < n; i += 500 {
+		if err := other.Append(t.Context(), events("pos", i, 500)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for from := uint64(1); ; {
+		recs, err := other.Read(from, 1000, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) == 0 {
+			break
+		}
+		from = recs[len(recs)-1].Seq + 1
+	}
+	before := residentFileKiB(t)
+	advised, err := q.PageOut()
+	if errors.Is(err, queue.ErrPageOutUnsupported) {
+		t.Skip("SKIP: the kernel has no MADV_PAGEOUT")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := residentFileKiB(t)
+	t.Logf("advised %d KiB of mappings; resident file pages %d KiB -> %d KiB", advised>>10, before, after)
+	// The sibling holds some 12 MiB of resident table and value-log
+	// pages; the empty queue's own files a few KiB.
+	if before-after < 4<<10 {
+		t.Errorf("resident file pages %d KiB after the empty queue's page-out, %d KiB before: the sibling's files were not paged out", after, before)
+	}
+}

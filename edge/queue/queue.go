@@ -216,6 +216,10 @@ type Options struct {
 	// backlog stay in the agent's resident set. Default 100 ms; negative turns
 	// it off.
 	PageOutInterval time.Duration
+	// PageOutDir widens the page-out to the Badger files of every
+	// database under this directory (the agent's data directory, so that
+	// the profile cache's tables are paged out too). Default Dir.
+	PageOutDir string
 
 	// syncExplicit commits without SyncWrites and calls db.Sync once per
 	// group instead (for the benchmark comparing both).
@@ -362,6 +366,9 @@ func Open(opts Options) (*Queue, error) {
 	}
 	// /proc/self/maps names mapped files by their resolved absolute path.
 	mapsDir := opts.Dir
+	if opts.PageOutDir != "" {
+		mapsDir = opts.PageOutDir
+	}
 	if abs, err := filepath.Abs(mapsDir); err == nil {
 		mapsDir = abs
 	}
