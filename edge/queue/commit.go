@@ -531,22 +531,30 @@ func (q *Queue) remove(first, last uint64, kind removeKind) error {
 		} else {
 			q.corrupt += uint64(n)
 		}
-		for _, idx := range q.chans {
-			idx.subtract(start, end)
-		}
-		if newHead != head {
-			q.head = newHead
-			q.oldest = newOldest
-		}
-		if q.depth == 0 {
-			q.head = q.nextSeq
-			q.oldest = time.Time{}
-		}
+		q.removedLocked(start, end, head, newHead, newOldest)
 		q.mu.Unlock()
 		if len(seqs) < removeChunk || end >= last {
 			return nil
 		}
 		first = end + 1
+	}
+}
+
+// removedLocked brings the channel indexes, head and oldest received-at up
+// to date after the queued records first..last were deleted and depth
+// counted down; newHead and newOldest are collect's (head is the head the
+// deletion started from). q.mu must be held.
+func (q *Queue) removedLocked(first, last, head, newHead uint64, newOldest time.Time) {
+	for _, idx := range q.chans {
+		idx.subtract(first, last)
+	}
+	if newHead != head {
+		q.head = newHead
+		q.oldest = newOldest
+	}
+	if q.depth == 0 {
+		q.head = q.nextSeq
+		q.oldest = time.Time{}
 	}
 }
 
@@ -760,18 +768,19 @@ func (q *Queue) recover() error {
 			continue
 		}
 		var at time.Time
-		if !q.oldest.IsZero() && len(q.chans) == 0 {
-			// Nothing to read.
-		} else if err := item.Value(func(v []byte) error {
-			if len(v) >= headerLen && v[0] == valueVersion && len(v) > headerLen+int(v[9]) {
-				at = time.Unix(0, int64(beUint64(v[1:9])))
-				if idx := q.chans[string(v[headerLen:headerLen+int(v[9])])]; idx != nil {
-					idx.add(seq)
+		if q.oldest.IsZero() || len(q.chans) > 0 {
+			err := item.Value(func(v []byte) error {
+				if len(v) >= headerLen && v[0] == valueVersion && len(v) > headerLen+int(v[9]) {
+					at = time.Unix(0, int64(beUint64(v[1:9])))
+					if idx := q.chans[string(v[headerLen:headerLen+int(v[9])])]; idx != nil {
+						idx.add(seq)
+					}
 				}
+				return nil
+			})
+			if err != nil {
+				return err
 			}
-			return nil
-		}); err != nil {
-			return err
 		}
 		if q.depth == 0 {
 			q.head = seq

@@ -180,17 +180,7 @@ func (q *Queue) Quarantine(seq uint64, hubError string) (bool, error) {
 	q.qdepth++
 	q.qbytes += storedSize(len(qv))
 	q.quarantined++
-	for _, idx := range q.chans {
-		idx.subtract(seq, seq)
-	}
-	if newHead != head {
-		q.head = newHead
-		q.oldest = newOldest
-	}
-	if q.depth == 0 {
-		q.head = q.nextSeq
-		q.oldest = time.Time{}
-	}
+	q.removedLocked(seq, seq, head, newHead, newOldest)
 	q.mu.Unlock()
 	return true, nil
 }
