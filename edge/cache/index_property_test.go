@@ -3,11 +3,10 @@ package cache
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"pgregory.net/rapid"
-
-	"github.com/unico-cdp/unico/protocol"
 )
 
 // TestIndexProperty applies random snapshots and tombstones of a few
@@ -69,9 +68,8 @@ func TestIndexProperty(t *testing.T) {
 			}
 		}
 		for _, id := range pool {
-			var x protocol.Identifier
-			x.Type, x.Value = splitID(id)
-			got, _, err := c.Lookup(x.Type, x.Value)
+			typ, value, _ := strings.Cut(id, ":")
+			got, _, err := c.Lookup(typ, value)
 			switch want := model[id]; {
 			case want == "" && !errors.Is(err, ErrNotFound):
 				rt.Fatalf("Lookup(%s) = %v, %v; want not found", id, got, err)
@@ -80,13 +78,4 @@ func TestIndexProperty(t *testing.T) {
 			}
 		}
 	})
-}
-
-func splitID(s string) (typ, value string) {
-	for i := range len(s) {
-		if s[i] == ':' {
-			return s[:i], s[i+1:]
-		}
-	}
-	return s, ""
 }

@@ -30,6 +30,24 @@ func residentFileKiB(t *testing.T) int64 {
 	return 0
 }
 
+// pageOutMeasured runs q's page-out and returns the bytes it advised and
+// this process's resident file pages (KiB) before and after; it skips the
+// test where the kernel cannot page out.
+func pageOutMeasured(t *testing.T, q *queue.Queue) (advised, before, after int64) {
+	t.Helper()
+	before = residentFileKiB(t)
+	advised, err := q.PageOut()
+	if errors.Is(err, queue.ErrPageOutUnsupported) {
+		t.Skip("SKIP: the kernel has no MADV_PAGEOUT")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	after = residentFileKiB(t)
+	t.Logf("advised %d KiB of mappings; resident file pages %d KiB -> %d KiB", advised>>10, before, after)
+	return advised, before, after
+}
+
 // TestPageOutLowersResidentFiles fills a queue until Badger has written
 // tables, reads it all back, and checks that a page-out advises the mapped
 // tables and lowers the process's resident file pages, with every event
@@ -62,16 +80,7 @@ func TestPageOutLowersResidentFiles(t *testing.T) {
 	if got := readAll(); got != n {
 		t.Fatalf("read %d events, want %d", got, n)
 	}
-	before := residentFileKiB(t)
-	advised, err := q.PageOut()
-	if errors.Is(err, queue.ErrPageOutUnsupported) {
-		t.Skip("SKIP: the kernel has no MADV_PAGEOUT")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	after := residentFileKiB(t)
-	t.Logf("advised %d KiB of mappings; resident file pages %d KiB -> %d KiB", advised>>10, before, after)
+	advised, before, after := pageOutMeasured(t, q)
 	if advised == 0 {
 		t.Fatal("no mapped table file was advised")
 	}
@@ -108,16 +117,7 @@ func TestPageOutDirCoversSiblings(t *testing.T) {
 		}
 		from = recs[len(recs)-1].Seq + 1
 	}
-	before := residentFileKiB(t)
-	advised, err := q.PageOut()
-	if errors.Is(err, queue.ErrPageOutUnsupported) {
-		t.Skip("SKIP: the kernel has no MADV_PAGEOUT")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	after := residentFileKiB(t)
-	t.Logf("advised %d KiB of mappings; resident file pages %d KiB -> %d KiB", advised>>10, before, after)
+	_, before, after := pageOutMeasured(t, q)
 	// The sibling holds some 12 MiB of resident table and value-log
 	// pages; the empty queue's own files a few KiB.
 	if before-after < 4<<10 {
