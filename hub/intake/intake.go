@@ -30,9 +30,11 @@ import (
 	"github.com/unico-cdp/unico/protocol"
 )
 
-// Committer stores batches durably.
+// Committer stores batches durably. CommitAsync returns once the batches
+// are resolved and calls done when they are durable (see store.Store), so
+// that intake resolves the next group while the last one is written.
 type Committer interface {
-	CommitMany(ctx context.Context, bs []*protocol.Batch) ([]store.Result, error)
+	CommitAsync(ctx context.Context, bs []*protocol.Batch, done func([]store.Result, error))
 }
 
 // Config configures intake. Zero fields take the documented defaults.
@@ -306,7 +308,8 @@ func (w work) events() int {
 	return len(w.batch.Events)
 }
 
-// handle commits a group of batches and acks each of them.
+// handle commits a group of batches and, once they are durable, acks each
+// of them. It returns when the group is resolved, before it is durable.
 func (in *Intake) handle(ctx context.Context, group []work) {
 	var bs []*protocol.Batch
 	for _, w := range group {
@@ -314,11 +317,12 @@ func (in *Intake) handle(ctx context.Context, group []work) {
 			bs = append(bs, w.batch)
 		}
 	}
-	var results []store.Result
-	var err error
-	if len(bs) > 0 {
-		start := time.Now()
-		results, err = in.store.CommitMany(ctx, bs)
+	if len(bs) == 0 {
+		in.ack(group, nil, nil)
+		return
+	}
+	start := time.Now()
+	in.store.CommitAsync(ctx, bs, func(results []store.Result, err error) {
 		in.commitDur.Observe(time.Since(start).Seconds())
 		if err != nil && !errors.Is(err, context.Canceled) {
 			in.log.Error("commit failed; the edges will resend", "batches", len(bs), "err", err)
@@ -326,7 +330,13 @@ func (in *Intake) handle(ctx context.Context, group []work) {
 		if err == nil && in.cfg.OnCommit != nil {
 			in.cfg.OnCommit()
 		}
-	}
+		in.ack(group, results, err)
+	})
+}
+
+// ack answers every batch of group: results are the store's for the
+// group's decoded batches, in order, or err says why they failed.
+func (in *Intake) ack(group []work, results []store.Result, err error) {
 	i := 0
 	for _, w := range group {
 		ack := protocol.Ack{EdgeID: w.edge}

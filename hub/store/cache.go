@@ -9,19 +9,27 @@ import (
 )
 
 // cache keeps decoded nodes and profiles that the writer used recently, so
-// that resolving an event rarely reads and decodes from Badger. Only the
-// writer (under Store.mu) uses it. Entries are replaced, never mutated: a
-// transaction works on clones and installs them after a successful commit,
-// so a failed commit leaves the cache as it was.
+// that resolving an event rarely reads and decodes from Badger. It holds
+// durable state only: a transaction works on clones and its records are
+// installed once Badger has committed it (from the commit's callback, while
+// the writer may be resolving the next transaction), so a failed commit
+// leaves the cache as it was. Entries are replaced, never mutated.
 //
-// Readers other than the writer (the snapshot manager's Changes) may look
-// up committed profiles with committed; mu orders the writer's changes to
-// the profiles map against them. The writer itself reads without mu.
+// Readers other than the writer (the profile API, the snapshot manager's
+// Changes) look up committed profiles with committed.
 type cache struct {
 	maxNodes, maxProfiles int
-	nodes                 map[protocol.Identifier]*node
 	mu                    sync.RWMutex
+	nodes                 map[protocol.Identifier]*node
 	profiles              map[string]*record
+}
+
+// node returns the committed node of x, if cached. It must not be
+// modified.
+func (c *cache) node(x protocol.Identifier) *node {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.nodes[x]
 }
 
 // committed returns the last committed record of pid, if cached. The
@@ -70,11 +78,11 @@ func (r *record) clone() *record {
 
 // install records the committed state of a transaction.
 func (c *cache) install(t *tx) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for x := range t.nodes {
 		c.nodes[x] = t.nodes[x]
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	for pid, r := range t.profiles {
 		if r == nil {
 			delete(c.profiles, pid)
@@ -109,8 +117,8 @@ func (c *cache) evict() {
 }
 
 func (c *cache) reset() {
-	clear(c.nodes)
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.nodes)
 	clear(c.profiles)
-	c.mu.Unlock()
 }

@@ -304,7 +304,6 @@ func (s *Store) Isolate(x protocol.Identifier) error {
 		return ErrClosed
 	}
 	t := s.newTx()
-	defer t.discard()
 	n, err := t.node(x)
 	if err != nil {
 		return err
@@ -321,7 +320,7 @@ func (s *Store) Isolate(x protocol.Identifier) error {
 	if err := t.rewrite(c, "", "unmerge"); err != nil {
 		return err
 	}
-	return t.commit()
+	return s.commitSync(t)
 }
 
 // Now returns the store's clock reading.
@@ -406,12 +405,7 @@ func (s *Store) ClearChanges(changes []Change) error {
 	if s.closed {
 		return ErrClosed
 	}
-	t := s.newTx()
-	defer t.discard()
-	if err := t.unmarkCleared(); err != nil {
-		return err
-	}
-	return t.commit()
+	return s.commitSync(s.newTx())
 }
 
 // unmarkCleared deletes, in this transaction, the persisted marks of
@@ -425,15 +419,19 @@ func (t *tx) unmarkCleared() error {
 	s.unmark = nil
 	var stale []string
 	for _, pid := range pids {
-		if _, again := s.pending[pid]; !again {
-			stale = append(stale, pid)
+		if _, again := s.pending[pid]; again {
+			continue
 		}
+		if in := s.inflight; in != nil && in.dirtyP[pid] && !in.hasLanded() {
+			// Marked again by the transaction in flight, which has not
+			// landed in pending yet: deleting here would drop its mark.
+			continue
+		}
+		stale = append(stale, pid)
 	}
 	s.pendingMu.Unlock()
 	for _, pid := range stale {
-		if err := t.btx.Delete(dirtyKey(pid)); err != nil {
-			return fmt.Errorf("clear change mark: %w", err)
-		}
+		t.del(dirtyKey(pid))
 	}
 	return nil
 }

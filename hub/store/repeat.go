@@ -2,10 +2,7 @@ package store
 
 import (
 	"crypto/sha256"
-	"errors"
 	"fmt"
-
-	"github.com/dgraph-io/badger/v4"
 
 	"github.com/unico-cdp/unico/protocol"
 )
@@ -63,19 +60,14 @@ func (t *tx) repeatsRefusal(e *protocol.Event, active []protocol.Identifier) (bo
 			return false, nil
 		}
 	}
-	item, err := t.btx.Get(signatureKey(active))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("read signature: %w", err)
-	}
 	var earlier bool
-	err = item.Value(func(v []byte) error {
+	if _, err := t.get(signatureKey(active), func(v []byte) error {
 		earlier = string(v) < e.ID
 		return nil
-	})
-	return earlier, err
+	}); err != nil {
+		return false, fmt.Errorf("read signature: %w", err)
+	}
+	return earlier, nil
 }
 
 // attachRepeat folds e into the profile of its strongest identifier and
@@ -103,22 +95,15 @@ func (t *tx) noteSignature(e *protocol.Event, active []protocol.Identifier) erro
 		return nil
 	}
 	k := signatureKey(active)
-	item, err := t.btx.Get(k)
-	switch {
-	case errors.Is(err, badger.ErrKeyNotFound):
-	case err != nil:
+	keep := false
+	if _, err := t.get(k, func(v []byte) error {
+		keep = string(v) <= e.ID
+		return nil
+	}); err != nil {
 		return fmt.Errorf("read signature: %w", err)
-	default:
-		keep := false
-		if err := item.Value(func(v []byte) error {
-			keep = string(v) <= e.ID
-			return nil
-		}); err != nil {
-			return err
-		}
-		if keep {
-			return nil
-		}
+	}
+	if keep {
+		return nil
 	}
 	return t.set(k, []byte(e.ID))
 }

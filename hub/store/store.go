@@ -8,6 +8,13 @@
 // the same Badger transaction as the event itself, with SyncWrites, so a
 // batch acknowledged after Commit returns survives a crash, and a batch
 // replayed after a crash is recognised event by event as duplicates.
+//
+// Commits are pipelined: while Badger writes and fsyncs one transaction,
+// the writer resolves the next on top of it, reading the first one's
+// writes from memory. At most one transaction is in flight; the next is
+// handed to Badger only once it has landed, and is dropped if it failed.
+// CommitAsync reports durability through a callback, so that intake can
+// resolve the next group of batches before acknowledging the last.
 package store
 
 import (
@@ -17,6 +24,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -144,10 +152,18 @@ type Store struct {
 
 	mu     sync.Mutex // serialises writers
 	closed bool
-	cache  *cache // guarded by mu
+	cache  *cache
 	// changeVersion versions change marks, so that clearing a mark never
 	// removes a newer one. Guarded by mu.
 	changeVersion uint64
+	// rview is the writer's read view of Badger: it sees every commit up
+	// to the transaction in flight, whose writes the writer reads from
+	// inflight. Both guarded by mu.
+	rview    *badger.Txn
+	inflight *tx
+	// wProfiles and wEvents are the totals including the transaction in
+	// flight, written as the persisted counters. Guarded by mu.
+	wProfiles, wEvents int64
 
 	// pending mirrors the persisted change marks (profile id → version)
 	// so that Changes need not scan keys that are mostly deleted marks.
@@ -226,6 +242,7 @@ func Open(opts Options) (*Store, error) {
 		e, err := getCounter(txn, "events")
 		s.profiles.Store(p)
 		s.events.Store(e)
+		s.wProfiles, s.wEvents = p, e
 		if err != nil {
 			return err
 		}
@@ -251,10 +268,12 @@ func Open(opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
+	s.rview = db.NewTransaction(false)
 	return s, nil
 }
 
-// Close closes Badger. It waits for a running Commit.
+// Close closes Badger. It waits for a running Commit and for the
+// transaction in flight.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -262,6 +281,8 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	_ = s.settle()
+	s.rview.Discard()
 	return s.db.Close()
 }
 
@@ -300,23 +321,63 @@ func (s *Store) Commit(ctx context.Context, b *protocol.Batch) (Result, error) {
 // between them: the hub's group commit when many edges send at once. When
 // it returns nil, every event of every batch is durable.
 func (s *Store) CommitMany(ctx context.Context, bs []*protocol.Batch) ([]Result, error) {
+	type outcome struct {
+		res []Result
+		err error
+	}
+	ch := make(chan outcome, 1)
+	s.CommitAsync(ctx, bs, func(res []Result, err error) { ch <- outcome{res, err} })
+	o := <-ch
+	return o.res, o.err
+}
+
+// CommitAsync resolves the events of bs and hands their writes to Badger.
+// It returns once they are resolved; done is called exactly once, when
+// every event of every batch is durable (err nil) or the commit failed.
+// done may run on another goroutine, after CommitAsync has returned, and
+// must not call the store's writing methods.
+//
+// A later CommitAsync resolves on top of this one while Badger writes it,
+// and is not handed to Badger unless this one landed.
+func (s *Store) CommitAsync(ctx context.Context, bs []*protocol.Batch, done func([]Result, error)) {
 	res := make([]Result, len(bs))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return res, ErrClosed
+		done(res, ErrClosed)
+		return
 	}
+	t, err := s.resolveBatches(ctx, bs, res)
+	if err == nil {
+		t.then = func(err error) {
+			if err == nil {
+				for _, r := range res {
+					s.duplicates.Add(int64(r.Duplicates))
+				}
+			}
+			done(res, err)
+		}
+		err = s.submit(t)
+		if err == nil {
+			return
+		}
+	}
+	done(res, err)
+}
+
+// resolveBatches adds the events of bs to transactions, submitting every
+// full one, and returns the last, not yet submitted.
+func (s *Store) resolveBatches(ctx context.Context, bs []*protocol.Batch, res []Result) (*tx, error) {
 	t := s.newTx()
-	defer func() { t.discard() }()
 	for bi, b := range bs {
 		r := &res[bi]
 		for i := range b.Events {
 			if err := ctx.Err(); err != nil {
-				return res, err
+				return nil, err
 			}
 			if t.n >= s.opts.MaxTxnEvents || t.bytes >= s.opts.MaxTxnBytes {
-				if err := t.commit(); err != nil {
-					return res, err
+				if err := s.submit(t); err != nil {
+					return nil, err
 				}
 				t = s.newTx()
 			}
@@ -326,7 +387,7 @@ func (s *Store) CommitMany(ctx context.Context, bs []*protocol.Batch) ([]Result,
 			}
 			dup, err := t.addEvent(&b.Events[i], raw)
 			if err != nil {
-				return res, fmt.Errorf("event %q: %w", b.Events[i].ID, err)
+				return nil, fmt.Errorf("event %q: %w", b.Events[i].ID, err)
 			}
 			if dup {
 				r.Duplicates++
@@ -336,17 +397,109 @@ func (s *Store) CommitMany(ctx context.Context, bs []*protocol.Batch) ([]Result,
 		}
 		if b.EdgeID != "" {
 			if err := t.updateEdge(b, *r); err != nil {
-				return res, err
+				return nil, err
 			}
 		}
 	}
-	if err := t.commit(); err != nil {
-		return res, err
+	return t, nil
+}
+
+// submit waits for the transaction in flight to land and hands t's
+// writes to Badger: t becomes the transaction in flight. If the one in
+// flight failed, t (resolved on top of it) is dropped and its error
+// returned. Callers hold mu.
+func (s *Store) submit(t *tx) error {
+	if err := t.finish(); err != nil {
+		return err
 	}
-	for _, r := range res {
-		s.duplicates.Add(int64(r.Duplicates))
+	if err := s.settle(); err != nil {
+		return err
 	}
-	return res, nil
+	// The new view sees everything so far; t's writes are read from
+	// inflight until the next submit.
+	s.rview.Discard()
+	s.rview = s.db.NewTransaction(false)
+	wtx := s.db.NewTransaction(true)
+	for _, w := range t.kvs {
+		var err error
+		if w.del {
+			err = wtx.Delete(w.k)
+		} else {
+			err = wtx.Set(w.k, w.v)
+		}
+		if err != nil {
+			wtx.Discard()
+			return fmt.Errorf("commit: %w", err)
+		}
+	}
+	t.landed = make(chan struct{})
+	s.inflight = t
+	s.wProfiles += t.dProf
+	s.wEvents += t.dEvents
+	wtx.CommitWith(func(err error) { s.land(t, err) })
+	return nil
+}
+
+// land runs when Badger has committed t (or failed to): it publishes t's
+// state to the cache, the change list and the counters, and calls t.then.
+func (s *Store) land(t *tx, err error) {
+	if err != nil {
+		t.err = fmt.Errorf("commit: %w", err)
+		s.cache.reset()
+	} else {
+		s.cache.install(t)
+		s.pendingMu.Lock()
+		for _, m := range t.marked {
+			s.pending[m.pid] = m.version
+		}
+		s.pendingMu.Unlock()
+		s.profiles.Add(t.dProf)
+		s.events.Add(t.dEvents)
+		s.merges.Add(t.merges)
+	}
+	close(t.landed)
+	if t.then != nil {
+		t.then(t.err)
+	}
+}
+
+// hasLanded reports whether Badger has committed t or failed to.
+func (t *tx) hasLanded() bool {
+	select {
+	case <-t.landed:
+		return true
+	default:
+		return false
+	}
+}
+
+// settle waits for the transaction in flight, if any, and returns its
+// error. After a failure the writer starts again from what is durable.
+// Callers hold mu.
+func (s *Store) settle() error {
+	in := s.inflight
+	if in == nil {
+		return nil
+	}
+	<-in.landed
+	if in.err == nil {
+		return nil
+	}
+	s.inflight = nil
+	s.rview.Discard()
+	s.rview = s.db.NewTransaction(false)
+	s.wProfiles, s.wEvents = s.profiles.Load(), s.events.Load()
+	s.cache.reset()
+	return in.err
+}
+
+// commitSync submits t and waits until it has landed. Callers hold mu.
+func (s *Store) commitSync(t *tx) error {
+	if err := s.submit(t); err != nil {
+		return err
+	}
+	<-t.landed
+	return t.err
 }
 
 type markedChange struct {
@@ -354,14 +507,14 @@ type markedChange struct {
 	version uint64
 }
 
-// tx is one Badger transaction with decoded nodes and profiles kept until
-// commit.
+// tx is one transaction: its writes, kept in memory until submit hands
+// them to Badger, and the nodes and profiles it decoded and changed.
 type tx struct {
-	s   *Store
-	btx *badger.Txn
-	// rtx is a read-only view of what is committed, for scan; overlay
-	// holds this transaction's writes to the scanned tables.
-	rtx      *badger.Txn
+	s *Store
+	// kvs are the writes in order; index maps a key to its last write.
+	kvs   []kvWrite
+	index map[string]int
+	// overlay holds the writes to the scanned tables, by scan prefix.
 	overlay  map[string]map[string]overlayWrite // scan prefix → key → write
 	nodes    map[protocol.Identifier]*node
 	dirtyN   map[protocol.Identifier]bool
@@ -373,26 +526,27 @@ type tx struct {
 	dProf    int64
 	dEvents  int64
 	merges   int64
-	done     bool
+
+	// landed is closed once Badger committed the transaction or failed
+	// to (err); then runs after that.
+	landed chan struct{}
+	err    error
+	then   func(error)
+}
+
+// kvWrite is one write of a transaction.
+type kvWrite struct {
+	k, v []byte
+	del  bool
 }
 
 func (s *Store) newTx() *tx {
 	return &tx{
-		s: s, btx: s.db.NewTransaction(true),
+		s:     s,
+		index: make(map[string]int),
 		nodes: make(map[protocol.Identifier]*node), dirtyN: make(map[protocol.Identifier]bool),
 		profiles: make(map[string]*record), dirtyP: make(map[string]bool),
 		overlay: make(map[string]map[string]overlayWrite),
-	}
-}
-
-func (t *tx) discard() {
-	if !t.done {
-		t.btx.Discard()
-		t.done = true
-	}
-	if t.rtx != nil {
-		t.rtx.Discard()
-		t.rtx = nil
 	}
 }
 
@@ -400,25 +554,77 @@ func (t *tx) set(k, v []byte) error {
 	if len(k) > 0 && scanned(k[0]) {
 		return fmt.Errorf("internal: key of scanned table %q written without its prefix", k[0])
 	}
-	return t.put(k, v)
+	t.put(k, v)
+	return nil
 }
 
-func (t *tx) put(k, v []byte) error {
+func (t *tx) put(k, v []byte) {
 	t.bytes += len(k) + len(v) + 32
-	return t.btx.Set(k, v)
+	t.write(kvWrite{k: k, v: v})
+}
+
+func (t *tx) del(k []byte) {
+	t.bytes += len(k) + 32
+	t.write(kvWrite{k: k, del: true})
+}
+
+func (t *tx) write(w kvWrite) {
+	if i, ok := t.index[string(w.k)]; ok {
+		t.kvs[i] = w
+		return
+	}
+	t.index[string(w.k)] = len(t.kvs)
+	t.kvs = append(t.kvs, w)
+}
+
+// get calls fn with the value of k as the transaction sees it: its own
+// writes, then those of the transaction in flight, then Badger. It
+// reports whether k exists. fn must not keep v.
+func (t *tx) get(k []byte, fn func(v []byte) error) (bool, error) {
+	if i, ok := t.index[string(k)]; ok {
+		return t.kvs[i].found(fn)
+	}
+	if in := t.s.inflight; in != nil {
+		if i, ok := in.index[string(k)]; ok {
+			return in.kvs[i].found(fn)
+		}
+	}
+	item, err := t.s.rview.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if fn == nil {
+		return true, nil
+	}
+	return true, item.Value(fn)
+}
+
+func (w *kvWrite) found(fn func(v []byte) error) (bool, error) {
+	if w.del {
+		return false, nil
+	}
+	if fn == nil {
+		return true, nil
+	}
+	return true, fn(w.v)
 }
 
 // setIn writes k, a key of a scanned table under prefix, so that scan of
 // prefix sees it.
 func (t *tx) setIn(prefix, k, v []byte) error {
 	t.overlayOf(prefix)[string(k)] = overlayWrite{val: v}
-	return t.put(k, v)
+	t.put(k, v)
+	return nil
 }
 
 // delIn deletes k, a key of a scanned table under prefix.
 func (t *tx) delIn(prefix, k []byte) error {
 	t.overlayOf(prefix)[string(k)] = overlayWrite{deleted: true}
-	return t.btx.Delete(k)
+	t.del(k)
+	return nil
 }
 
 func (t *tx) overlayOf(prefix []byte) map[string]overlayWrite {
@@ -430,8 +636,9 @@ func (t *tx) overlayOf(prefix []byte) map[string]overlayWrite {
 	return m
 }
 
-func (t *tx) commit() error {
-	defer t.discard()
+// finish writes what the transaction changed: nodes, profiles, change
+// marks and counters.
+func (t *tx) finish() error {
 	if err := t.unmarkCleared(); err != nil {
 		return err
 	}
@@ -448,14 +655,10 @@ func (t *tx) commit() error {
 		// Mark the change for the snapshot manager, in the same commit.
 		t.s.changeVersion++
 		t.marked = append(t.marked, markedChange{pid, t.s.changeVersion})
-		if err := t.btx.Set(dirtyKey(pid), beAppend(nil, t.s.changeVersion)); err != nil {
-			return fmt.Errorf("mark profile changed: %w", err)
-		}
+		t.put(dirtyKey(pid), beAppend(nil, t.s.changeVersion))
 		rec := t.profiles[pid]
 		if rec == nil {
-			if err := t.btx.Delete(profileKey(pid)); err != nil {
-				return fmt.Errorf("delete profile: %w", err)
-			}
+			t.del(profileKey(pid))
 			continue
 		}
 		b, err := msgpack.Marshal(rec)
@@ -466,84 +669,72 @@ func (t *tx) commit() error {
 			return fmt.Errorf("write profile: %w", err)
 		}
 	}
-	s := t.s
+	// The counters are written whole from the writer's totals: reading
+	// them back would have to look through the transaction in flight.
 	if t.dProf != 0 {
-		if err := addCounter(t.btx, "profiles", t.dProf); err != nil {
-			return err
-		}
+		t.put(counterKey("profiles"), beAppend(nil, uint64(t.s.wProfiles+t.dProf)))
 	}
 	if t.dEvents != 0 {
-		if err := addCounter(t.btx, "events", t.dEvents); err != nil {
-			return err
-		}
+		t.put(counterKey("events"), beAppend(nil, uint64(t.s.wEvents+t.dEvents)))
 	}
-	err := t.btx.Commit()
-	// The read view of scans goes with the commit: CommitMany drops a
-	// committed tx for a new one without discarding it, and a read
-	// transaction left open pins Badger's discard watermark, after which
-	// compaction keeps every old version for good.
-	if t.rtx != nil {
-		t.rtx.Discard()
-		t.rtx = nil
-	}
-	if err != nil {
-		s.cache.reset()
-		return fmt.Errorf("commit: %w", err)
-	}
-	t.done = true
-	s.cache.install(t)
-	s.pendingMu.Lock()
-	for _, m := range t.marked {
-		s.pending[m.pid] = m.version
-	}
-	s.pendingMu.Unlock()
-	s.profiles.Add(t.dProf)
-	s.events.Add(t.dEvents)
-	s.merges.Add(t.merges)
 	return nil
 }
 
+// node returns x's node for this transaction to change: its own, or a
+// clone of the one in flight, cached, or stored.
 func (t *tx) node(x protocol.Identifier) (*node, error) {
 	if n, ok := t.nodes[x]; ok {
 		return n, nil
 	}
-	if n, ok := t.s.cache.nodes[x]; ok {
+	if in := t.s.inflight; in != nil {
+		if n, ok := in.nodes[x]; ok {
+			n = n.clone()
+			t.nodes[x] = n
+			return n, nil
+		}
+	}
+	if n := t.s.cache.node(x); n != nil {
 		n = n.clone()
 		t.nodes[x] = n
 		return n, nil
 	}
 	n := &node{}
-	item, err := t.btx.Get(nodeKey(x))
-	switch {
-	case errors.Is(err, badger.ErrKeyNotFound):
-	case err != nil:
-		return nil, fmt.Errorf("read node: %w", err)
-	default:
-		if err := item.Value(func(v []byte) error { return msgpack.Unmarshal(v, n) }); err != nil {
-			return nil, fmt.Errorf("decode node %s: %w", x, err)
-		}
+	if _, err := t.get(nodeKey(x), func(v []byte) error { return msgpack.Unmarshal(v, n) }); err != nil {
+		return nil, fmt.Errorf("read node %s: %w", x, err)
 	}
 	t.nodes[x] = n
 	return n, nil
 }
 
+// profile returns profile pid for this transaction to change, like node.
 func (t *tx) profile(pid string) (*record, error) {
-	if r, ok := t.profiles[pid]; ok {
-		if r == nil {
-			return nil, ErrNotFound
+	r, ok := t.profiles[pid]
+	if !ok {
+		if in := t.s.inflight; in != nil {
+			if r, ok = in.profiles[pid]; ok && r != nil {
+				r = r.clone()
+			}
 		}
-		return r, nil
 	}
-	if r, ok := t.s.cache.profiles[pid]; ok {
-		r = r.clone()
-		t.profiles[pid] = r
-		return r, nil
+	if !ok {
+		if r = t.s.cache.committed(pid); r != nil {
+			r, ok = r.clone(), true
+		}
 	}
-	r, err := readRecord(t.btx, pid)
-	if err != nil {
-		return nil, err
+	if !ok {
+		r = &record{}
+		found, err := t.get(profileKey(pid), func(v []byte) error { return msgpack.Unmarshal(v, r) })
+		if err != nil {
+			return nil, fmt.Errorf("read profile %s: %w", pid, err)
+		}
+		if !found {
+			r = nil
+		}
 	}
 	t.profiles[pid] = r
+	if r == nil {
+		return nil, ErrNotFound
+	}
 	return r, nil
 }
 
@@ -583,13 +774,13 @@ func (t *tx) deleteProfile(pid, into string) error {
 }
 
 func (t *tx) loadEvent(id string) (*protocol.Event, error) {
-	item, err := t.btx.Get(eventKey(id))
+	e := &protocol.Event{}
+	found, err := t.get(eventKey(id), func(v []byte) error { return protocol.UnmarshalEvent(v, e) })
+	if err == nil && !found {
+		err = ErrNotFound
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read event %s: %w", id, err)
-	}
-	e := &protocol.Event{}
-	if err := item.Value(func(v []byte) error { return protocol.UnmarshalEvent(v, e) }); err != nil {
-		return nil, err
 	}
 	return e, nil
 }
@@ -603,10 +794,10 @@ func (t *tx) addEvent(e *protocol.Event, raw []byte) (bool, error) {
 	if e.ID == "" {
 		return false, errors.New("event without id")
 	}
-	if _, err := t.btx.Get(eventKey(e.ID)); err == nil {
-		return true, nil
-	} else if !errors.Is(err, badger.ErrKeyNotFound) {
+	if dup, err := t.get(eventKey(e.ID), nil); err != nil {
 		return false, fmt.Errorf("dedupe: %w", err)
+	} else if dup {
+		return true, nil
 	}
 	p, err := t.plan(e)
 	if err != nil {
@@ -894,28 +1085,30 @@ func (t *tx) absorb(surv, o *record) error {
 // scan calls fn for every key with prefix, in order, as the transaction
 // sees it (its own writes included). Keys and values are copies.
 //
-// The committed keys come from a read-only view and the transaction's own
-// writes from its overlay: an iterator of the update transaction would sort
-// all of its pending writes (thousands in a group commit) on every scan.
+// The committed keys come from the writer's read view, the writes of the
+// transaction in flight and of this one from their overlays.
 // Only the prefixes that writes name (setIn, delIn) may be scanned:
 // timelinePrefix, mergePrefix and crossPrefix.
 func (t *tx) scan(prefix []byte, fn func(k, v []byte) error) error {
 	if len(prefix) == 0 || !scanned(prefix[0]) {
 		return fmt.Errorf("scan of table %q: not kept in the overlay", prefix[:min(1, len(prefix))])
 	}
-	if t.rtx == nil {
-		t.rtx = t.s.db.NewTransaction(false)
-	}
 	opts := badger.DefaultIteratorOptions
 	opts.Prefix = prefix
-	it := t.rtx.NewIterator(opts)
+	it := t.s.rview.NewIterator(opts)
 	type kv struct{ k, v []byte }
 	var found []kv
 	own := t.overlay[string(prefix)]
+	if in := t.s.inflight; in != nil && len(in.overlay[string(prefix)]) > 0 {
+		// The writes in flight, then this transaction's over them.
+		merged := maps.Clone(in.overlay[string(prefix)])
+		maps.Copy(merged, own)
+		own = merged
+	}
 	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
 		item := it.Item()
 		if _, ok := own[string(item.Key())]; ok {
-			continue // written or deleted in this transaction: see below
+			continue // written or deleted since the view: see below
 		}
 		v, err := item.ValueCopy(nil)
 		if err != nil {
@@ -966,13 +1159,8 @@ func (t *tx) movePrefix(prefix, to []byte, rename func(k []byte) []byte) error {
 func (t *tx) updateEdge(b *protocol.Batch, res Result) error {
 	k := edgeKey(b.Tenant, b.EdgeID)
 	st := EdgeState{Tenant: b.Tenant, Edge: b.EdgeID}
-	item, err := t.btx.Get(k)
-	if err == nil {
-		if err := item.Value(func(v []byte) error { return msgpack.Unmarshal(v, &st) }); err != nil {
-			return fmt.Errorf("decode edge state: %w", err)
-		}
-	} else if !errors.Is(err, badger.ErrKeyNotFound) {
-		return err
+	if _, err := t.get(k, func(v []byte) error { return msgpack.Unmarshal(v, &st) }); err != nil {
+		return fmt.Errorf("edge state: %w", err)
 	}
 	st.LastBatchAt = t.s.opts.Now().UTC()
 	if b.LastSeq > st.LastSeq {
@@ -1015,14 +1203,6 @@ func getCounter(txn *badger.Txn, name string) (int64, error) {
 		return nil
 	})
 	return n, err
-}
-
-func addCounter(txn *badger.Txn, name string, d int64) error {
-	n, err := getCounter(txn, name)
-	if err != nil {
-		return err
-	}
-	return txn.Set(counterKey(name), beAppend(nil, uint64(n+d)))
 }
 
 type badgerLogger struct{ l *slog.Logger }

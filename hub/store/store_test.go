@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,12 +111,36 @@ func TestStoreOrderIndependence(t *testing.T) {
 		}
 		perm := rapid.Permutation(evs).Draw(rt, "perm")
 		dups := rapid.SliceOfN(rapid.SampledFrom(evs), 0, 8).Draw(rt, "dups")
-		b := open(t)
+		// b gets them pipelined: CommitAsync without waiting, in small
+		// transactions, so that most resolve on top of one in flight.
+		b, err := Open(Options{Dir: t.TempDir(), MaxTxnEvents: rapid.IntRange(1, 3).Draw(rt, "txn")})
+		if err != nil {
+			rt.Fatal(err)
+		}
+		defer b.Close()
 		all := append(perm, dups...)
+		var wg sync.WaitGroup
+		var dupsSeen atomic.Int64
+		errs := make(chan error, len(all))
 		for len(all) > 0 {
 			k := min(len(all), rapid.IntRange(1, 5).Draw(rt, "batch"))
-			commit(t, b, all[:k]...)
+			wg.Add(1)
+			b.CommitAsync(context.Background(), []*protocol.Batch{{Tenant: "t", EdgeID: "e1", Events: all[:k]}}, func(res []Result, err error) {
+				defer wg.Done()
+				if err != nil {
+					errs <- err
+				}
+				dupsSeen.Add(int64(res[0].Duplicates))
+			})
 			all = all[k:]
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			rt.Fatal(err)
+		}
+		if dupsSeen.Load() != int64(len(dups)) {
+			rt.Fatalf("%d duplicates reported, want %d", dupsSeen.Load(), len(dups))
 		}
 		sa, sb := snap(t, a), snap(t, b)
 		if diff := cmp.Diff(sa, sb); diff != "" {
