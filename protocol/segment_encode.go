@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"github.com/valyala/fastjson"
+
+	"github.com/unico-cdp/unico/internal/mpack"
 )
 
 // EncodedEvent is one event in its stored form.
@@ -559,40 +561,40 @@ func (m *Mapper) encodeMessage(st *encState, v, batchCtx *fastjson.Value, batchS
 	if len(st.ids) == 0 {
 		fields--
 	}
-	b = appendMapHeader(b, fields)
-	b = appendStr(appendStr(b, "id"), msgID)
-	b = appendStr(appendStr(b, "ty"), typ)
+	b = mpack.AppendMapHeader(b, fields)
+	b = mpack.AppendStr(mpack.AppendStr(b, "id"), msgID)
+	b = mpack.AppendStr(mpack.AppendStr(b, "ty"), typ)
 	if name != "" {
-		b = appendStr(appendStr(b, "n"), name)
+		b = mpack.AppendStr(mpack.AppendStr(b, "n"), name)
 	}
-	b = appendStr(appendStr(b, "ch"), channel)
-	b = appendSource(appendStr(b, "src"), source)
+	b = mpack.AppendStr(mpack.AppendStr(b, "ch"), channel)
+	b = appendSource(mpack.AppendStr(b, "src"), source)
 	if len(st.ids) > 0 {
-		b = appendArrayHeader(appendStr(b, "ids"), len(st.ids))
+		b = mpack.AppendArrayHeader(mpack.AppendStr(b, "ids"), len(st.ids))
 		for _, id := range st.ids {
-			b = appendMapHeader(b, 2)
-			b = appendStr(appendStr(b, "t"), id.Type)
-			b = appendStr(appendStr(b, "v"), id.Value)
+			b = mpack.AppendMapHeader(b, 2)
+			b = mpack.AppendStr(mpack.AppendStr(b, "t"), id.Type)
+			b = mpack.AppendStr(mpack.AppendStr(b, "v"), id.Value)
 		}
 	}
 	if previousID != "" {
-		b = appendStr(appendStr(b, "pid"), previousID)
+		b = mpack.AppendStr(mpack.AppendStr(b, "pid"), previousID)
 	}
 	if groupID != "" {
-		b = appendStr(appendStr(b, "gid"), groupID)
+		b = mpack.AppendStr(mpack.AppendStr(b, "gid"), groupID)
 	}
 	st.out = b
 	if nTraits > 0 {
-		st.out = appendMapHeader(appendStr(st.out, "tr"), nTraits)
+		st.out = mpack.AppendMapHeader(mpack.AppendStr(st.out, "tr"), nTraits)
 		for i := range st.tr {
 			if !st.tr[i].skip {
-				st.out = appendStr(st.out, st.tr[i].k)
+				st.out = mpack.AppendStr(st.out, st.tr[i].k)
 				st.writeValue(st.tr[i].v)
 			}
 		}
 		for i := range st.ct {
 			if !st.ct[i].skip && lookup(st.tr, string(st.ct[i].k)) == nil {
-				st.out = appendStr(st.out, st.ct[i].k)
+				st.out = mpack.AppendStr(st.out, st.ct[i].k)
 				st.writeValue(st.ct[i].v)
 			}
 		}
@@ -601,22 +603,22 @@ func (m *Mapper) encodeMessage(st *encState, v, batchCtx *fastjson.Value, batchS
 		st.writeProperties(&mv, nProps)
 	}
 	if nCtx > 0 {
-		st.out = appendMapHeader(appendStr(st.out, "cx"), nCtx)
+		st.out = mpack.AppendMapHeader(mpack.AppendStr(st.out, "cx"), nCtx)
 		for i := range st.ctx {
 			if m := &st.ctx[i]; !m.skip && !mv.liftedFromContext(m) {
-				st.out = appendStr(st.out, m.k)
+				st.out = mpack.AppendStr(st.out, m.k)
 				st.writeValue(m.v)
 			}
 		}
 	}
 	if len(st.consent) > 0 {
-		st.out = appendMapHeader(appendStr(st.out, "cs"), len(st.consent))
+		st.out = mpack.AppendMapHeader(mpack.AppendStr(st.out, "cs"), len(st.consent))
 		for _, c := range st.consent {
-			st.out = appendBool(appendStr(st.out, c.purpose), c.granted)
+			st.out = mpack.AppendBool(mpack.AppendStr(st.out, c.purpose), c.granted)
 		}
 	}
-	st.out = appendTime(appendStr(st.out, "oa"), occurred)
-	st.out = appendTime(appendStr(st.out, "ra"), received)
+	st.out = mpack.AppendTime(mpack.AppendStr(st.out, "oa"), occurred)
+	st.out = mpack.AppendTime(mpack.AppendStr(st.out, "ra"), received)
 	return channel, true
 }
 
@@ -856,10 +858,10 @@ func appendSource(b []byte, s Source) []byte {
 			n++
 		}
 	}
-	b = appendMapHeader(b, n)
+	b = mpack.AppendMapHeader(b, n)
 	for i, f := range [...]string{s.Tenant, s.Site, s.Edge, s.Device} {
 		if f != "" {
-			b = appendStr(appendStr(b, [...]string{"tn", "st", "ed", "dv"}[i]), f)
+			b = mpack.AppendStr(mpack.AppendStr(b, [...]string{"tn", "st", "ed", "dv"}[i]), f)
 		}
 	}
 	return b
@@ -869,19 +871,19 @@ func appendSource(b []byte, s Source) []byte {
 // e-commerce numbers sent as strings stored as numbers (in products too)
 // and a page's category.
 func (st *encState) writeProperties(mv *msgView, n int) {
-	st.out = appendMapHeader(appendStr(st.out, "pr"), n)
+	st.out = mpack.AppendMapHeader(mpack.AppendStr(st.out, "pr"), n)
 	for i := range st.pr {
 		p := &st.pr[i]
 		if p.skip {
 			continue
 		}
-		st.out = appendStr(st.out, p.k)
+		st.out = mpack.AppendStr(st.out, p.k)
 		switch {
 		case mv.category != nil && string(p.k) == "category":
-			st.out = appendStr(st.out, mv.category)
+			st.out = mpack.AppendStr(st.out, mv.category)
 		case string(p.k) == "products" && p.v.Type() == fastjson.TypeArray:
 			arr, _ := p.v.Array()
-			st.out = appendArrayHeader(st.out, len(arr))
+			st.out = mpack.AppendArrayHeader(st.out, len(arr))
 			for _, e := range arr {
 				if e.Type() == fastjson.TypeObject {
 					st.writeObject(e, true)
@@ -894,7 +896,7 @@ func (st *encState) writeProperties(mv *msgView, n int) {
 		}
 	}
 	if mv.category != nil && lookup(st.pr, "category") == nil {
-		st.out = appendStr(appendStr(st.out, "category"), mv.category)
+		st.out = mpack.AppendStr(mpack.AppendStr(st.out, "category"), mv.category)
 	}
 }
 
@@ -903,7 +905,7 @@ func (st *encState) writeProperties(mv *msgView, n int) {
 func (st *encState) writeMember(k []byte, v *fastjson.Value, numbers bool) {
 	if numbers && v.Type() == fastjson.TypeString && isEcommerceNumber(k) {
 		f, _ := numericString(v.GetStringBytes())
-		st.out = appendFloat64(st.out, f)
+		st.out = mpack.AppendFloat64(st.out, f)
 		return
 	}
 	st.writeValue(v)
@@ -915,24 +917,24 @@ func (st *encState) writeMember(k []byte, v *fastjson.Value, numbers bool) {
 func (st *encState) writeValue(v *fastjson.Value) {
 	switch v.Type() {
 	case fastjson.TypeString:
-		st.out = appendStr(st.out, v.GetStringBytes())
+		st.out = mpack.AppendStr(st.out, v.GetStringBytes())
 	case fastjson.TypeNumber:
 		if i, f, isInt, _ := st.number(v); isInt {
-			st.out = appendInt64(st.out, i)
+			st.out = mpack.AppendInt64(st.out, i)
 		} else {
-			st.out = appendFloat64(st.out, f)
+			st.out = mpack.AppendFloat64(st.out, f)
 		}
 	case fastjson.TypeTrue:
-		st.out = appendBool(st.out, true)
+		st.out = mpack.AppendBool(st.out, true)
 	case fastjson.TypeFalse:
-		st.out = appendBool(st.out, false)
+		st.out = mpack.AppendBool(st.out, false)
 	case fastjson.TypeNull:
-		st.out = appendNil(st.out)
+		st.out = mpack.AppendNil(st.out)
 	case fastjson.TypeObject:
 		st.writeObject(v, false)
 	case fastjson.TypeArray:
 		arr, _ := v.Array()
-		st.out = appendArrayHeader(st.out, len(arr))
+		st.out = mpack.AppendArrayHeader(st.out, len(arr))
 		for _, e := range arr {
 			st.writeValue(e)
 		}
@@ -945,11 +947,11 @@ func (st *encState) writeObject(v *fastjson.Value, numbers bool) {
 	base := len(st.stack)
 	st.stack = appendMembers(st.stack, v)
 	n := st.markDups(st.stack[base:])
-	st.out = appendMapHeader(st.out, n)
+	st.out = mpack.AppendMapHeader(st.out, n)
 	for i := base; i < len(st.stack); i++ {
 		// Re-read st.stack: nested writes may have grown it.
 		if p := st.stack[i]; !p.skip {
-			st.out = appendStr(st.out, p.k)
+			st.out = mpack.AppendStr(st.out, p.k)
 			st.writeMember(p.k, p.v, numbers)
 		}
 	}

@@ -3,14 +3,12 @@ package protocol
 import (
 	"bytes"
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/vmihailenco/msgpack/v5"
 	"pgregory.net/rapid"
 )
 
@@ -196,51 +194,6 @@ func TestDecodeEncodedCases(t *testing.T) {
 			diffDecode(t, m, tt.ep, []byte(tt.body), &eb)
 			diffDecode(t, big, tt.ep, []byte(tt.body), &eb)
 		})
-	}
-}
-
-// TestAppendersMatchEncoder checks the msgpack writers against the
-// encoder MarshalEvent uses, at every boundary of their forms.
-func TestAppendersMatchEncoder(t *testing.T) {
-	enc := func(v any) []byte {
-		b, err := msgpack.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	check := func(name string, got, want []byte) {
-		t.Helper()
-		if !bytes.Equal(got, want) {
-			t.Errorf("%s: got %x, want %x", name, got, want)
-		}
-	}
-	for _, n := range []int{0, 1, 15, 16, 31, 32, 255, 256, 65535, 65536} {
-		s := strings.Repeat("x", n)
-		check("string "+strconv.Itoa(n), appendStr(nil, s), enc(s))
-		m := make(map[string]bool, n)
-		for i := range n {
-			m[strconv.Itoa(i)] = true
-		}
-		// Only the header: the encoder writes keys in map order.
-		check("map header "+strconv.Itoa(n), appendMapHeader(nil, n), enc(m)[:len(appendMapHeader(nil, n))])
-		a := make([]any, n)
-		check("array "+strconv.Itoa(n), append(appendArrayHeader(nil, n), bytes.Repeat([]byte{0xc0}, n)...), enc(a))
-	}
-	for _, i := range []int64{0, 1, -1, 127, 128, -33, math.MaxInt64, math.MinInt64} {
-		check("int64 "+strconv.FormatInt(i, 10), appendInt64(nil, i), enc(i))
-	}
-	for _, f := range []float64{0, math.Copysign(0, -1), 1.5, 1e308, -2.5e-300, 3} {
-		check(fmt.Sprint("float64 ", f), appendFloat64(nil, f), enc(f))
-	}
-	check("true", appendBool(nil, true), enc(true))
-	check("false", appendBool(nil, false), enc(false))
-	check("nil", appendNil(nil), enc(nil))
-	for _, tm := range []time.Time{
-		time.Unix(0, 0), time.Unix(1<<32-1, 0), time.Unix(1<<32, 0), time.Unix(1<<34-1, 999999999),
-		time.Unix(1<<34, 0), goldenNow, time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC), time.Date(1969, 1, 1, 0, 0, 0, 1, time.UTC),
-	} {
-		check("time "+tm.String(), appendTime(nil, tm), enc(tm))
 	}
 }
 

@@ -523,6 +523,8 @@ type tx struct {
 	n        int // events added
 	marked   []markedChange
 	bytes    int // estimated bytes written
+	// arena holds encoded nodes and profiles (see arenaStart).
+	arena []byte
 	dProf    int64
 	dEvents  int64
 	merges   int64
@@ -636,6 +638,16 @@ func (t *tx) overlayOf(prefix []byte) map[string]overlayWrite {
 	return m
 }
 
+// arenaStart returns where the next value encoded into t.arena starts.
+// Values share the arena's array; a full arena is left to its values and
+// a new one begun, so that growing never copies more than a chunk.
+func (t *tx) arenaStart() int {
+	if cap(t.arena)-len(t.arena) < 4<<10 {
+		t.arena = make([]byte, 0, 64<<10)
+	}
+	return len(t.arena)
+}
+
 // finish writes what the transaction changed: nodes, profiles, change
 // marks and counters.
 func (t *tx) finish() error {
@@ -643,11 +655,9 @@ func (t *tx) finish() error {
 		return err
 	}
 	for x := range t.dirtyN {
-		b, err := msgpack.Marshal(t.nodes[x])
-		if err != nil {
-			return fmt.Errorf("encode node: %w", err)
-		}
-		if err := t.set(nodeKey(x), b); err != nil {
+		start := t.arenaStart()
+		t.arena = encodeNode(t.arena, t.nodes[x])
+		if err := t.set(nodeKey(x), t.arena[start:len(t.arena):len(t.arena)]); err != nil {
 			return fmt.Errorf("write node: %w", err)
 		}
 	}
@@ -661,11 +671,13 @@ func (t *tx) finish() error {
 			t.del(profileKey(pid))
 			continue
 		}
-		b, err := msgpack.Marshal(rec)
+		start := t.arenaStart()
+		b, err := encodeRecord(t.arena, rec)
 		if err != nil {
-			return fmt.Errorf("encode profile: %w", err)
+			return fmt.Errorf("encode profile %s: %w", pid, err)
 		}
-		if err := t.set(profileKey(pid), b); err != nil {
+		t.arena = b
+		if err := t.set(profileKey(pid), b[start:len(b):len(b)]); err != nil {
 			return fmt.Errorf("write profile: %w", err)
 		}
 	}

@@ -1,0 +1,274 @@
+package store
+
+import (
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/unico-cdp/unico/hub/profile"
+	"github.com/unico-cdp/unico/internal/mpack"
+	"github.com/unico-cdp/unico/protocol"
+)
+
+// Hand-written encoders of the two values the writer encodes most: every
+// changed profile and identifier node of every transaction. They write the
+// map form the reflection encoder writes for the same struct tags (fields
+// in declaration order, omitempty fields left out when empty), so
+// msgpack.Unmarshal reads them and data written by either is the same to
+// readers; TestCodecRoundTrip checks both directions.
+
+// encodeRecord appends r to dst.
+func encodeRecord(dst []byte, r *record) ([]byte, error) {
+	n := 1
+	if r.Conflicted {
+		n++
+	}
+	if r.MergeSeq != 0 {
+		n++
+	}
+	dst = mpack.AppendMapHeader(dst, n)
+	dst = mpack.AppendStr(dst, "p")
+	dst, err := appendProfile(dst, &r.P)
+	if err != nil {
+		return nil, err
+	}
+	if r.Conflicted {
+		dst = mpack.AppendBool(mpack.AppendStr(dst, "cf"), true)
+	}
+	if r.MergeSeq != 0 {
+		dst = mpack.AppendUint64(mpack.AppendStr(dst, "mq"), r.MergeSeq)
+	}
+	return dst, nil
+}
+
+func appendProfile(b []byte, p *profile.Profile) ([]byte, error) {
+	n := 5
+	if len(p.Traits) > 0 {
+		n++
+	}
+	if len(p.Consent) > 0 {
+		n++
+	}
+	b = mpack.AppendMapHeader(b, n)
+	b = mpack.AppendStr(mpack.AppendStr(b, "id"), p.ID)
+	b = mpack.AppendStr(b, "ids")
+	if p.Identifiers == nil {
+		b = mpack.AppendNil(b)
+	} else {
+		b = mpack.AppendArrayHeader(b, len(p.Identifiers))
+		for _, x := range p.Identifiers {
+			b = appendIdentifier(b, x)
+		}
+	}
+	if len(p.Traits) > 0 {
+		b = mpack.AppendMapHeader(mpack.AppendStr(b, "tr"), len(p.Traits))
+		for k, t := range p.Traits {
+			b = mpack.AppendStr(b, k)
+			var err error
+			if b, err = appendTrait(b, &t); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(p.Consent) > 0 {
+		b = mpack.AppendMapHeader(mpack.AppendStr(b, "cs"), len(p.Consent))
+		for k, c := range p.Consent {
+			b = mpack.AppendStr(b, k)
+			n := 3
+			if c.Channel != "" {
+				n++
+			}
+			b = mpack.AppendMapHeader(b, n)
+			b = mpack.AppendBool(mpack.AppendStr(b, "g"), c.Granted)
+			if c.Channel != "" {
+				b = mpack.AppendStr(mpack.AppendStr(b, "ch"), c.Channel)
+			}
+			b = appendStamp(b, c.Stamp)
+		}
+	}
+	b = appendComputed(mpack.AppendStr(b, "cp"), &p.Computed)
+	b = mpack.AppendTime(mpack.AppendStr(b, "ca"), p.CreatedAt)
+	b = mpack.AppendTime(mpack.AppendStr(b, "ua"), p.UpdatedAt)
+	return b, nil
+}
+
+func appendIdentifier(b []byte, x protocol.Identifier) []byte {
+	b = mpack.AppendMapHeader(b, 2)
+	b = mpack.AppendStr(mpack.AppendStr(b, "t"), x.Type)
+	return mpack.AppendStr(mpack.AppendStr(b, "v"), x.Value)
+}
+
+// appendStamp writes the two fields of an embedded Stamp, which the
+// reflection encoder inlines into the enclosing map.
+func appendStamp(b []byte, s profile.Stamp) []byte {
+	b = mpack.AppendTime(mpack.AppendStr(b, "at"), s.At)
+	return mpack.AppendStr(mpack.AppendStr(b, "ev"), s.EventID)
+}
+
+func appendTrait(b []byte, t *profile.Trait) ([]byte, error) {
+	n := 3
+	if t.Channel != "" {
+		n++
+	}
+	if t.Site != "" {
+		n++
+	}
+	b = mpack.AppendMapHeader(b, n)
+	b, err := appendAny(mpack.AppendStr(b, "v"), t.Value)
+	if err != nil {
+		return nil, err
+	}
+	if t.Channel != "" {
+		b = mpack.AppendStr(mpack.AppendStr(b, "ch"), t.Channel)
+	}
+	if t.Site != "" {
+		b = mpack.AppendStr(mpack.AppendStr(b, "si"), t.Site)
+	}
+	return appendStamp(b, t.Stamp), nil
+}
+
+// appendAny writes a trait value: the JSON-like types events carry
+// directly, anything else through the reflection encoder.
+func appendAny(b []byte, v any) ([]byte, error) {
+	switch v := v.(type) {
+	case nil:
+		return mpack.AppendNil(b), nil
+	case string:
+		return mpack.AppendStr(b, v), nil
+	case bool:
+		return mpack.AppendBool(b, v), nil
+	case int64:
+		return mpack.AppendInt64(b, v), nil
+	case float64:
+		return mpack.AppendFloat64(b, v), nil
+	case []any:
+		b = mpack.AppendArrayHeader(b, len(v))
+		for _, e := range v {
+			var err error
+			if b, err = appendAny(b, e); err != nil {
+				return nil, err
+			}
+		}
+		return b, nil
+	case map[string]any:
+		b = mpack.AppendMapHeader(b, len(v))
+		for k, e := range v {
+			var err error
+			if b, err = appendAny(mpack.AppendStr(b, k), e); err != nil {
+				return nil, err
+			}
+		}
+		return b, nil
+	}
+	enc, err := msgpack.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, enc...), nil
+}
+
+func appendComputed(b []byte, c *profile.Computed) []byte {
+	n := 5
+	for _, present := range [...]bool{!c.LastPurchaseAt.IsZero(), len(c.SiteVisits) > 0, len(c.Edges) > 0,
+		len(c.Channels) > 0, c.LastContact != nil, len(c.Purchases) > 0} {
+		if present {
+			n++
+		}
+	}
+	b = mpack.AppendMapHeader(b, n)
+	b = mpack.AppendTime(mpack.AppendStr(b, "fs"), c.FirstSeen)
+	b = mpack.AppendTime(mpack.AppendStr(b, "ls"), c.LastSeen)
+	b = mpack.AppendInt64(mpack.AppendStr(b, "ev"), c.Events)
+	b = mpack.AppendInt64(mpack.AppendStr(b, "or"), c.Orders)
+	b = mpack.AppendInt64(mpack.AppendStr(b, "rv"), int64(c.Revenue))
+	if !c.LastPurchaseAt.IsZero() {
+		b = mpack.AppendTime(mpack.AppendStr(b, "lp"), c.LastPurchaseAt)
+	}
+	b = appendCounts(b, "sv", c.SiteVisits)
+	b = appendCounts(b, "ed", c.Edges)
+	b = appendCounts(b, "ch", c.Channels)
+	if lc := c.LastContact; lc != nil {
+		n := 2
+		if lc.Reason != "" {
+			n++
+		}
+		if lc.Channel != "" {
+			n++
+		}
+		b = mpack.AppendMapHeader(mpack.AppendStr(b, "lc"), n)
+		if lc.Reason != "" {
+			b = mpack.AppendStr(mpack.AppendStr(b, "r"), lc.Reason)
+		}
+		if lc.Channel != "" {
+			b = mpack.AppendStr(mpack.AppendStr(b, "ch"), lc.Channel)
+		}
+		b = appendStamp(b, lc.Stamp)
+	}
+	if len(c.Purchases) > 0 {
+		b = mpack.AppendArrayHeader(mpack.AppendStr(b, "pu"), len(c.Purchases))
+		for _, p := range c.Purchases {
+			b = appendPurchase(b, p.Product, p.Name, p.At)
+		}
+	}
+	return b
+}
+
+func appendPurchase(b []byte, product, name string, at time.Time) []byte {
+	n := 2
+	if name != "" {
+		n++
+	}
+	b = mpack.AppendMapHeader(b, n)
+	b = mpack.AppendStr(mpack.AppendStr(b, "p"), product)
+	if name != "" {
+		b = mpack.AppendStr(mpack.AppendStr(b, "n"), name)
+	}
+	return mpack.AppendTime(mpack.AppendStr(b, "at"), at)
+}
+
+// appendCounts writes a map of counts under key, unless it is empty.
+func appendCounts(b []byte, key string, m map[string]int64) []byte {
+	if len(m) == 0 {
+		return b
+	}
+	b = mpack.AppendMapHeader(mpack.AppendStr(b, key), len(m))
+	for k, v := range m {
+		b = mpack.AppendInt64(mpack.AppendStr(b, k), v)
+	}
+	return b
+}
+
+// encodeNode appends n to dst.
+func encodeNode(dst []byte, n *node) []byte {
+	c := 0
+	for _, present := range [...]bool{n.P != "", n.Shared, n.Isolated, len(n.Seen) > 0} {
+		if present {
+			c++
+		}
+	}
+	dst = mpack.AppendMapHeader(dst, c)
+	if n.P != "" {
+		dst = mpack.AppendStr(mpack.AppendStr(dst, "p"), n.P)
+	}
+	if n.Shared {
+		dst = mpack.AppendBool(mpack.AppendStr(dst, "s"), true)
+	}
+	if n.Isolated {
+		dst = mpack.AppendBool(mpack.AppendStr(dst, "i"), true)
+	}
+	if len(n.Seen) > 0 {
+		dst = mpack.AppendMapHeader(mpack.AppendStr(dst, "d"), len(n.Seen))
+		for typ, hs := range n.Seen {
+			dst = mpack.AppendStr(dst, typ)
+			if hs == nil {
+				dst = mpack.AppendNil(dst)
+				continue
+			}
+			dst = mpack.AppendArrayHeader(dst, len(hs))
+			for _, h := range hs {
+				dst = mpack.AppendUint64(dst, h)
+			}
+		}
+	}
+	return dst
+}
