@@ -90,26 +90,46 @@ const MaxRecentPurchases = 50
 
 // addPurchases merges b into a: newest first, duplicates (same product and
 // time) once, at most MaxRecentPurchases. The result depends only on the
-// union, so merging is order-independent.
+// union, so merging is order-independent. a is normally the result of an
+// earlier merge, sorted and without duplicates: then the two are merged
+// in one pass instead of sorting the whole list for every order.
 func addPurchases(a, b []Purchase) []Purchase {
 	if len(b) == 0 {
 		return a
 	}
-	out := append(slices.Clone(a), b...)
-	slices.SortFunc(out, func(x, y Purchase) int {
-		if c := y.At.Compare(x.At); c != 0 {
-			return c
+	b = slices.Clone(b)
+	slices.SortFunc(b, comparePurchases)
+	if !slices.IsSortedFunc(a, comparePurchases) {
+		a = slices.Clone(a)
+		slices.SortFunc(a, comparePurchases)
+	}
+	out := make([]Purchase, 0, min(len(a)+len(b), MaxRecentPurchases))
+	i, j := 0, 0
+	for len(out) < MaxRecentPurchases && (i < len(a) || j < len(b)) {
+		var next Purchase
+		if j >= len(b) || (i < len(a) && comparePurchases(a[i], b[j]) <= 0) {
+			next, i = a[i], i+1
+		} else {
+			next, j = b[j], j+1
 		}
-		if c := cmp.Compare(x.Product, y.Product); c != 0 {
-			return c
+		if k := len(out) - 1; k >= 0 && out[k].Product == next.Product && out[k].At.Equal(next.At) {
+			continue
 		}
-		return cmp.Compare(x.Name, y.Name)
-	})
-	out = slices.CompactFunc(out, func(x, y Purchase) bool { return x.Product == y.Product && x.At.Equal(y.At) })
-	if len(out) > MaxRecentPurchases {
-		out = out[:MaxRecentPurchases]
+		out = append(out, next)
 	}
 	return out
+}
+
+// comparePurchases orders purchases newest first, then by product and
+// name.
+func comparePurchases(x, y Purchase) int {
+	if c := y.At.Compare(x.At); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(x.Product, y.Product); c != 0 {
+		return c
+	}
+	return cmp.Compare(x.Name, y.Name)
 }
 
 // orderProducts returns the products of an order event: the entries of

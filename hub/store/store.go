@@ -164,6 +164,8 @@ type Store struct {
 	// wProfiles and wEvents are the totals including the transaction in
 	// flight, written as the persisted counters. Guarded by mu.
 	wProfiles, wEvents int64
+	// txSizes are those of the last transaction submitted. Guarded by mu.
+	txSizes txSizes
 
 	// pending mirrors the persisted change marks (profile id → version)
 	// so that Changes need not scan keys that are mostly deleted marks.
@@ -434,6 +436,7 @@ func (s *Store) submit(t *tx) error {
 	}
 	t.landed = make(chan struct{})
 	s.inflight = t
+	s.txSizes = txSizes{len(t.kvs), len(t.nodes), len(t.dirtyN), len(t.profiles), len(t.dirtyP), len(t.overlay)}
 	s.wProfiles += t.dProf
 	s.wEvents += t.dEvents
 	wtx.CommitWith(func(err error) { s.land(t, err) })
@@ -542,15 +545,22 @@ type kvWrite struct {
 	del  bool
 }
 
+// newTx starts a transaction with its tables sized like the last one's,
+// so that a group commit does not grow them step by step.
 func (s *Store) newTx() *tx {
+	h := &s.txSizes
 	return &tx{
 		s:     s,
-		index: make(map[string]int),
-		nodes: make(map[protocol.Identifier]*node), dirtyN: make(map[protocol.Identifier]bool),
-		profiles: make(map[string]*record), dirtyP: make(map[string]bool),
-		overlay: make(map[string]map[string]overlayWrite),
+		kvs:   make([]kvWrite, 0, h.kvs),
+		index: make(map[string]int, h.kvs),
+		nodes: make(map[protocol.Identifier]*node, h.nodes), dirtyN: make(map[protocol.Identifier]bool, h.dirtyN),
+		profiles: make(map[string]*record, h.profiles), dirtyP: make(map[string]bool, h.dirtyP),
+		overlay: make(map[string]map[string]overlayWrite, h.overlay),
 	}
 }
+
+// txSizes are the sizes of a transaction's tables.
+type txSizes struct{ kvs, nodes, dirtyN, profiles, dirtyP, overlay int }
 
 func (t *tx) set(k, v []byte) error {
 	if len(k) > 0 && scanned(k[0]) {
