@@ -19,8 +19,10 @@ import (
 //	r <profile id>                             → id of the profile it was merged into
 //	s <tenant> 0 <edge>                        → edge state
 //	c <name>                                   → counter (8 bytes)
-//	d <profile id>                             → the profile changed or was deleted since the
-//	                                             snapshot manager last looked (empty value)
+//	l <seq:8>                                  → change log: profiles a transaction changed or
+//	                                             deleted, with their change versions (changes.go)
+//	d <profile id>                             → change mark of stores written before the log
+//	                                             (version:8), read and cleared like log entries
 //	g <sha256 of identifiers:16>               → smallest id of an event with those identifiers
 //	                                             whose links were refused (see repeat.go)
 const (
@@ -34,6 +36,7 @@ const (
 	tEdge      = 's'
 	tCounter   = 'c'
 	tDirty     = 'd'
+	tChangeLog = 'l'
 	tSignature = 'g'
 )
 

@@ -344,12 +344,12 @@ type Change struct {
 // acting on a change only repeats it.
 func (s *Store) Changes(limit int) ([]Change, error) {
 	s.pendingMu.Lock()
-	out := make([]Change, 0, min(limit, len(s.pending)))
-	for pid, v := range s.pending {
+	out := make([]Change, 0, min(limit, len(s.changes.pending)))
+	for pid, p := range s.changes.pending {
 		if len(out) == limit {
 			break
 		}
-		out = append(out, Change{ProfileID: pid, Version: v})
+		out = append(out, Change{ProfileID: pid, Version: p.version})
 	}
 	s.pendingMu.Unlock()
 	slices.SortFunc(out, func(a, b Change) int { return strings.Compare(a.ProfileID, b.ProfileID) })
@@ -380,58 +380,4 @@ func (s *Store) Changes(limit int) ([]Change, error) {
 		return nil
 	})
 	return out, err
-}
-
-// ClearChanges removes the marks of changes that have been acted on. A
-// mark set again by a later commit has a newer version and stays.
-//
-// It does not wait for the writer: the changes leave the list at once, and
-// their persisted marks are deleted in the writer's next transaction (or
-// right away when the writer is idle). A crash before that only lists them
-// again, which repeats work the snapshot manager does idempotently.
-func (s *Store) ClearChanges(changes []Change) error {
-	s.pendingMu.Lock()
-	for _, c := range changes {
-		if v, ok := s.pending[c.ProfileID]; ok && v == c.Version {
-			delete(s.pending, c.ProfileID)
-			s.unmark = append(s.unmark, c.ProfileID)
-		}
-	}
-	s.pendingMu.Unlock()
-	if !s.mu.TryLock() {
-		return nil // the writer deletes them with its next commit
-	}
-	defer s.mu.Unlock()
-	if s.closed {
-		return ErrClosed
-	}
-	return s.commitSync(s.newTx())
-}
-
-// unmarkCleared deletes, in this transaction, the persisted marks of
-// changes cleared since the last commit, unless the profile was marked
-// again since. A mark this transaction sets is written after these
-// deletes, so it stays.
-func (t *tx) unmarkCleared() error {
-	s := t.s
-	s.pendingMu.Lock()
-	pids := s.unmark
-	s.unmark = nil
-	var stale []string
-	for _, pid := range pids {
-		if _, again := s.pending[pid]; again {
-			continue
-		}
-		if in := s.inflight; in != nil && in.dirtyP[pid] && !in.hasLanded() {
-			// Marked again by the transaction in flight, which has not
-			// landed in pending yet: deleting here would drop its mark.
-			continue
-		}
-		stale = append(stale, pid)
-	}
-	s.pendingMu.Unlock()
-	for _, pid := range stale {
-		t.del(dirtyKey(pid))
-	}
-	return nil
 }

@@ -167,13 +167,11 @@ type Store struct {
 	// txSizes are those of the last transaction submitted. Guarded by mu.
 	txSizes txSizes
 
-	// pending mirrors the persisted change marks (profile id → version)
-	// so that Changes need not scan keys that are mostly deleted marks.
+	// changes mirrors the persisted change list (changes.go).
 	pendingMu sync.Mutex
-	pending   map[string]uint64
-	// unmark lists profiles whose changes were cleared and whose persisted
-	// marks the next commit deletes. Guarded by pendingMu.
-	unmark []string
+	changes   changeLog
+	// changeSeq numbers the next change log key. Guarded by mu.
+	changeSeq uint64
 
 	profiles, events                                       atomic.Int64
 	duplicates, merges, repartitions, unresolved, tooLarge atomic.Int64
@@ -224,7 +222,7 @@ func Open(opts Options) (*Store, error) {
 	}
 	s := &Store{
 		changeVersion: uint64(opts.Now().UnixNano()),
-		pending:       make(map[string]uint64),
+		changes:       newChangeLog(),
 		db:            db,
 		opts:          opts,
 		rules:         opts.Identity,
@@ -248,24 +246,9 @@ func Open(opts Options) (*Store, error) {
 		if err != nil {
 			return err
 		}
-		// Change marks left by the last run.
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = []byte{tDirty}
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Seek(opts.Prefix); it.ValidForPrefix(opts.Prefix); it.Next() {
-			var v uint64
-			if err := it.Item().Value(func(b []byte) error {
-				if len(b) == 8 {
-					v = beUint64(b)
-				}
-				return nil
-			}); err != nil {
-				return err
-			}
-			s.pending[string(it.Item().Key()[1:])] = v
-		}
-		return nil
+		// Changes left by the last run.
+		s.changeSeq, err = s.loadChanges(txn)
+		return err
 	}); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store: %w", err)
@@ -453,7 +436,7 @@ func (s *Store) land(t *tx, err error) {
 		s.cache.install(t)
 		s.pendingMu.Lock()
 		for _, m := range t.marked {
-			s.pending[m.pid] = m.version
+			s.changes.set(m.pid, m.version, string(t.logKey))
 		}
 		s.pendingMu.Unlock()
 		s.profiles.Add(t.dProf)
@@ -463,16 +446,6 @@ func (s *Store) land(t *tx, err error) {
 	close(t.landed)
 	if t.then != nil {
 		t.then(t.err)
-	}
-}
-
-// hasLanded reports whether Badger has committed t or failed to.
-func (t *tx) hasLanded() bool {
-	select {
-	case <-t.landed:
-		return true
-	default:
-		return false
 	}
 }
 
@@ -525,6 +498,7 @@ type tx struct {
 	dirtyP   map[string]bool
 	n        int // events added
 	marked   []markedChange
+	logKey   []byte // the change log key of marked
 	bytes    int // estimated bytes written
 	// arena holds encoded nodes and profiles (see arenaStart).
 	arena []byte
@@ -661,9 +635,7 @@ func (t *tx) arenaStart() int {
 // finish writes what the transaction changed: nodes, profiles, change
 // marks and counters.
 func (t *tx) finish() error {
-	if err := t.unmarkCleared(); err != nil {
-		return err
-	}
+	t.logChanges()
 	for x := range t.dirtyN {
 		start := t.arenaStart()
 		t.arena = encodeNode(t.arena, t.nodes[x])
@@ -672,10 +644,6 @@ func (t *tx) finish() error {
 		}
 	}
 	for pid := range t.dirtyP {
-		// Mark the change for the snapshot manager, in the same commit.
-		t.s.changeVersion++
-		t.marked = append(t.marked, markedChange{pid, t.s.changeVersion})
-		t.put(dirtyKey(pid), beAppend(nil, t.s.changeVersion))
 		rec := t.profiles[pid]
 		if rec == nil {
 			t.del(profileKey(pid))
