@@ -22,14 +22,19 @@ type cache struct {
 	mu                    sync.RWMutex
 	nodes                 map[protocol.Identifier]*node
 	profiles              map[string]*record
+	// nodesComplete holds while nodes has every stored node: it was
+	// loaded whole at open and nothing was evicted since. Then an
+	// identifier missing from it is new, and the writer need not ask
+	// Badger.
+	nodesComplete bool
 }
 
-// node returns the committed node of x, if cached. It must not be
-// modified.
-func (c *cache) node(x protocol.Identifier) *node {
+// node returns the committed node of x, if cached, and whether the cache
+// holds every node. The node must not be modified.
+func (c *cache) node(x protocol.Identifier) (n *node, complete bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return c.nodes[x]
+	return c.nodes[x], c.nodesComplete
 }
 
 // committed returns the last committed record of pid, if cached. The
@@ -95,6 +100,7 @@ func (c *cache) install(t *tx) {
 
 func (c *cache) evict() {
 	if len(c.nodes) > c.maxNodes {
+		c.nodesComplete = false
 		drop := len(c.nodes) - c.maxNodes*9/10
 		for k := range c.nodes {
 			if drop == 0 {
@@ -121,4 +127,5 @@ func (c *cache) reset() {
 	defer c.mu.Unlock()
 	clear(c.nodes)
 	clear(c.profiles)
+	c.nodesComplete = false
 }

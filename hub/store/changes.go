@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/dgraph-io/badger/v4"
@@ -123,7 +124,11 @@ func (s *Store) loadChanges(txn *badger.Txn) (uint64, error) {
 	return next, err
 }
 
-// eachKey calls fn for every key with prefix.
+// errStopScan ends eachKey early without an error.
+var errStopScan = errors.New("stop scan")
+
+// eachKey calls fn for every key with prefix, until fn returns an error
+// (errStopScan to stop without one).
 func eachKey(txn *badger.Txn, prefix []byte, fn func(k string, item *badger.Item) error) error {
 	opts := badger.DefaultIteratorOptions
 	opts.Prefix = prefix
@@ -131,6 +136,9 @@ func eachKey(txn *badger.Txn, prefix []byte, fn func(k string, item *badger.Item
 	defer it.Close()
 	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
 		if err := fn(string(it.Item().Key()), it.Item()); err != nil {
+			if errors.Is(err, errStopScan) {
+				return nil
+			}
 			return err
 		}
 	}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/binary"
+	"strings"
 	"time"
 
 	"github.com/unico-cdp/unico/protocol"
@@ -53,6 +54,15 @@ func identKey(table byte, x protocol.Identifier) []byte {
 }
 
 func nodeKey(x protocol.Identifier) []byte { return identKey(tNode, x) }
+
+// parseNodeKey returns the identifier of a node key.
+func parseNodeKey(k string) (protocol.Identifier, bool) {
+	if len(k) < 2 || k[0] != tNode {
+		return protocol.Identifier{}, false
+	}
+	typ, value, ok := strings.Cut(k[1:], "\x00")
+	return protocol.Identifier{Type: typ, Value: value}, ok
+}
 
 func crossPrefix(x protocol.Identifier) []byte { return append(identKey(tCross, x), 0) }
 

@@ -247,14 +247,41 @@ func Open(opts Options) (*Store, error) {
 			return err
 		}
 		// Changes left by the last run.
-		s.changeSeq, err = s.loadChanges(txn)
-		return err
+		if s.changeSeq, err = s.loadChanges(txn); err != nil {
+			return err
+		}
+		return s.loadNodes(txn)
 	}); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	s.rview = db.NewTransaction(false)
 	return s, nil
+}
+
+// loadNodes fills the node cache at open, and marks it complete when
+// every stored node fits.
+func (s *Store) loadNodes(txn *badger.Txn) error {
+	c := s.cache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nodesComplete = true
+	return eachKey(txn, []byte{tNode}, func(k string, item *badger.Item) error {
+		if len(c.nodes) >= c.maxNodes*9/10 {
+			c.nodesComplete = false
+			return errStopScan
+		}
+		x, ok := parseNodeKey(k)
+		if !ok {
+			return nil
+		}
+		n := &node{}
+		if err := item.Value(func(v []byte) error { return msgpack.Unmarshal(v, n) }); err != nil {
+			return fmt.Errorf("decode node %s: %w", x, err)
+		}
+		c.nodes[x] = n
+		return nil
+	})
 }
 
 // Close closes Badger. It waits for a running Commit and for the
@@ -683,14 +710,17 @@ func (t *tx) node(x protocol.Identifier) (*node, error) {
 			return n, nil
 		}
 	}
-	if n := t.s.cache.node(x); n != nil {
-		n = n.clone()
+	cached, complete := t.s.cache.node(x)
+	if cached != nil {
+		n := cached.clone()
 		t.nodes[x] = n
 		return n, nil
 	}
 	n := &node{}
-	if _, err := t.get(nodeKey(x), func(v []byte) error { return msgpack.Unmarshal(v, n) }); err != nil {
-		return nil, fmt.Errorf("read node %s: %w", x, err)
+	if !complete {
+		if _, err := t.get(nodeKey(x), func(v []byte) error { return msgpack.Unmarshal(v, n) }); err != nil {
+			return nil, fmt.Errorf("read node %s: %w", x, err)
+		}
 	}
 	t.nodes[x] = n
 	return n, nil

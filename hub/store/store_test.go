@@ -112,8 +112,10 @@ func TestStoreOrderIndependence(t *testing.T) {
 		perm := rapid.Permutation(evs).Draw(rt, "perm")
 		dups := rapid.SliceOfN(rapid.SampledFrom(evs), 0, 8).Draw(rt, "dups")
 		// b gets them pipelined: CommitAsync without waiting, in small
-		// transactions, so that most resolve on top of one in flight.
-		b, err := Open(Options{Dir: t.TempDir(), MaxTxnEvents: rapid.IntRange(1, 3).Draw(rt, "txn")})
+		// transactions, so that most resolve on top of one in flight, and
+		// with a node cache small enough to evict (no longer complete).
+		b, err := Open(Options{Dir: t.TempDir(), MaxTxnEvents: rapid.IntRange(1, 3).Draw(rt, "txn"),
+			CacheNodes: rapid.IntRange(1, 60).Draw(rt, "cacheNodes")})
 		if err != nil {
 			rt.Fatal(err)
 		}
