@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/unico-cdp/unico/hub/identity"
@@ -56,7 +57,10 @@ type Options struct {
 	// MaxTxnEvents is how many events share one Badger transaction (and
 	// one fsync). Default 2000.
 	MaxTxnEvents int
-	// CacheBytes is Badger's block cache. Default 64 MiB.
+	// CacheBytes is Badger's block cache. Default 0: none. Tables are
+	// written uncompressed and read in place from their mapped files,
+	// which costs the writer less than a cache of decompressed blocks
+	// (and its bookkeeping) on every lookup that misses the memtables.
 	CacheBytes int64
 	// CacheNodes and CacheProfiles bound the decoded identifiers and
 	// profiles the writer keeps in memory. Defaults 500,000 and 200,000.
@@ -199,8 +203,8 @@ func Open(opts Options) (*Store, error) {
 	if opts.CacheProfiles <= 0 {
 		opts.CacheProfiles = DefaultCacheProfiles
 	}
-	if opts.CacheBytes <= 0 {
-		opts.CacheBytes = 64 << 20
+	if opts.CacheBytes < 0 {
+		opts.CacheBytes = 0
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -214,6 +218,7 @@ func Open(opts Options) (*Store, error) {
 		WithMetricsEnabled(false).
 		WithNumVersionsToKeep(1).
 		WithBlockCacheSize(opts.CacheBytes).
+		WithCompression(options.None).
 		WithValueThreshold(4 << 10).
 		WithLogger(badgerLogger{opts.Logger.With("component", "badger")})
 	db, err := badger.Open(bo)
@@ -1115,6 +1120,10 @@ func (t *tx) scan(prefix []byte, fn func(k, v []byte) error) error {
 	}
 	opts := badger.DefaultIteratorOptions
 	opts.Prefix = prefix
+	// Timeline keys have no value and merge records are small: reading
+	// them in place beats prefetching, whose goroutines the writer would
+	// wait for on every scan.
+	opts.PrefetchValues = false
 	it := t.s.rview.NewIterator(opts)
 	type kv struct{ k, v []byte }
 	var found []kv
