@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -138,7 +139,8 @@ func cpuTime() time.Duration {
 // decodes while the store resolves, and the store resolves the next group
 // while Badger writes the last (CommitAsync). Only the wire bytes are held
 // in memory between rounds, as in the running hub. Latency is from a
-// group's CommitAsync to its durability callback. BENCH_CPUPROFILE=FILE
+// group's CommitAsync to its durability callback; the collector runs at
+// the hub's default target (GOGC 200). BENCH_CPUPROFILE=FILE
 // writes a CPU profile of the measured loop alone.
 func BenchmarkCommitWire(b *testing.B) {
 	const total, batch, group = 200_000, 100, 10
@@ -160,6 +162,8 @@ func BenchmarkCommitWire(b *testing.B) {
 		wire = append(wire, w)
 	}
 	evs = nil
+	// The collector's target of the hub (--gc-percent).
+	defer debug.SetGCPercent(debug.SetGCPercent(200))
 	s, err := Open(Options{Dir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
