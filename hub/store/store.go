@@ -914,22 +914,32 @@ func (t *tx) plan(e *protocol.Event) (*plan, error) {
 	if p.reason != "" {
 		return p, nil
 	}
+	// Limited identifiers of the union: those of the profiles (long lists
+	// of one type, mostly anonymous ids, so the rule is looked up once per
+	// run of a type), and the active ones that are in none of them (an
+	// active identifier with a profile is in it: its node names one of
+	// p.pids).
 	counts := make(map[string]int)
-	seen := make(map[protocol.Identifier]bool)
+	lastType, lastLimited := "", false
+	limited := func(typ string) bool {
+		if typ != lastType {
+			lastType, lastLimited = typ, r.Limited(typ)
+		}
+		return lastLimited
+	}
 	for _, pid := range p.pids {
 		rec, err := t.profile(pid)
 		if err != nil {
 			return nil, fmt.Errorf("profile %s of a node: %w", pid, err)
 		}
 		for _, x := range rec.P.Identifiers {
-			seen[x] = true
-			if r.Limited(x.Type) {
+			if limited(x.Type) {
 				counts[x.Type]++
 			}
 		}
 	}
 	for _, x := range p.active {
-		if !seen[x] && r.Limited(x.Type) {
+		if t.nodes[x].P == "" && limited(x.Type) {
 			counts[x.Type]++
 		}
 	}
