@@ -66,6 +66,10 @@ type Options struct {
 	// profiles the writer keeps in memory. Defaults 500,000 and 200,000.
 	CacheNodes    int
 	CacheProfiles int
+	// CacheEvents bounds the decoded events kept from re-partitions: a
+	// component that needed one tends to need another, and then its
+	// events are not read and decoded again. Default 100,000.
+	CacheEvents int
 	// MaxTxnBytes bounds the estimated size of one Badger transaction.
 	// Default 4 MiB.
 	MaxTxnBytes int
@@ -170,6 +174,9 @@ type Store struct {
 	wProfiles, wEvents int64
 	// txSizes are those of the last transaction submitted. Guarded by mu.
 	txSizes txSizes
+	// events holds events decoded for re-partitions (Options.CacheEvents).
+	// Events never change once stored. Guarded by mu.
+	eventCache map[string]*protocol.Event
 
 	// changes mirrors the persisted change list (changes.go).
 	pendingMu sync.Mutex
@@ -203,6 +210,9 @@ func Open(opts Options) (*Store, error) {
 	if opts.CacheProfiles <= 0 {
 		opts.CacheProfiles = DefaultCacheProfiles
 	}
+	if opts.CacheEvents <= 0 {
+		opts.CacheEvents = 100_000
+	}
 	if opts.CacheBytes < 0 {
 		opts.CacheBytes = 0
 	}
@@ -228,6 +238,7 @@ func Open(opts Options) (*Store, error) {
 	s := &Store{
 		changeVersion: uint64(opts.Now().UnixNano()),
 		changes:       newChangeLog(),
+		eventCache:    make(map[string]*protocol.Event),
 		db:            db,
 		opts:          opts,
 		rules:         opts.Identity,
@@ -531,12 +542,12 @@ type tx struct {
 	n        int // events added
 	marked   []markedChange
 	logKey   []byte // the change log key of marked
-	bytes    int // estimated bytes written
+	bytes    int    // estimated bytes written
 	// arena holds encoded nodes and profiles (see arenaStart).
-	arena []byte
-	dProf    int64
-	dEvents  int64
-	merges   int64
+	arena   []byte
+	dProf   int64
+	dEvents int64
+	merges  int64
 
 	// landed is closed once Badger committed the transaction or failed
 	// to (err); then runs after that.
@@ -798,7 +809,11 @@ func (t *tx) deleteProfile(pid, into string) error {
 	return nil
 }
 
+// loadEvent returns stored event id, decoded. It must not be modified.
 func (t *tx) loadEvent(id string) (*protocol.Event, error) {
+	if e, ok := t.s.eventCache[id]; ok {
+		return e, nil
+	}
 	e := &protocol.Event{}
 	found, err := t.get(eventKey(id), func(v []byte) error { return protocol.UnmarshalEvent(v, e) })
 	if err == nil && !found {
@@ -807,6 +822,18 @@ func (t *tx) loadEvent(id string) (*protocol.Event, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read event %s: %w", id, err)
 	}
+	c := t.s.eventCache
+	if len(c) >= t.s.opts.CacheEvents {
+		drop := len(c) / 10
+		for k := range c {
+			if drop == 0 {
+				break
+			}
+			delete(c, k)
+			drop--
+		}
+	}
+	c[id] = e
 	return e, nil
 }
 

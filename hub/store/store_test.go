@@ -113,9 +113,9 @@ func TestStoreOrderIndependence(t *testing.T) {
 		dups := rapid.SliceOfN(rapid.SampledFrom(evs), 0, 8).Draw(rt, "dups")
 		// b gets them pipelined: CommitAsync without waiting, in small
 		// transactions, so that most resolve on top of one in flight, and
-		// with a node cache small enough to evict (no longer complete).
+		// with node and event caches small enough to evict.
 		b, err := Open(Options{Dir: t.TempDir(), MaxTxnEvents: rapid.IntRange(1, 3).Draw(rt, "txn"),
-			CacheNodes: rapid.IntRange(1, 60).Draw(rt, "cacheNodes")})
+			CacheNodes: rapid.IntRange(1, 60).Draw(rt, "cacheNodes"), CacheEvents: rapid.IntRange(1, 20).Draw(rt, "cacheEvents")})
 		if err != nil {
 			rt.Fatal(err)
 		}
