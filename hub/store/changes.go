@@ -185,9 +185,9 @@ func (s *Store) ClearChanges(changes []Change) error {
 			s.changes.release(c.ProfileID)
 		}
 	}
-	idle := len(s.changes.drop) == 0
+	nothingToDelete := len(s.changes.drop) == 0
 	s.pendingMu.Unlock()
-	if idle || !s.mu.TryLock() {
+	if nothingToDelete || !s.mu.TryLock() {
 		return nil // the writer deletes them with its next commit
 	}
 	defer s.mu.Unlock()
