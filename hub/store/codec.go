@@ -272,3 +272,38 @@ func encodeNode(dst []byte, n *node) []byte {
 	}
 	return dst
 }
+
+// encodeMerge appends mr to dst. identity.Decision has no msgpack tags:
+// its keys are its field names, as the reflection encoder writes them.
+func encodeMerge(dst []byte, mr *MergeRecord) []byte {
+	n := 3
+	if len(mr.Absorbed) > 0 {
+		n++
+	}
+	if len(mr.Links) > 0 {
+		n++
+	}
+	dst = mpack.AppendMapHeader(dst, n)
+	dst = mpack.AppendTime(mpack.AppendStr(dst, "at"), mr.At)
+	dst = mpack.AppendStr(mpack.AppendStr(dst, "ev"), mr.EventID)
+	dst = mpack.AppendStr(mpack.AppendStr(dst, "r"), mr.Reason)
+	if len(mr.Absorbed) > 0 {
+		dst = mpack.AppendArrayHeader(mpack.AppendStr(dst, "ab"), len(mr.Absorbed))
+		for _, pid := range mr.Absorbed {
+			dst = mpack.AppendStr(dst, pid)
+		}
+	}
+	if len(mr.Links) > 0 {
+		dst = mpack.AppendArrayHeader(mpack.AppendStr(dst, "l"), len(mr.Links))
+		for _, d := range mr.Links {
+			dst = mpack.AppendMapHeader(dst, 6)
+			dst = mpack.AppendStr(mpack.AppendStr(dst, "EventID"), d.EventID)
+			dst = appendIdentifier(mpack.AppendStr(dst, "A"), d.A)
+			dst = appendIdentifier(mpack.AppendStr(dst, "B"), d.B)
+			dst = mpack.AppendBool(mpack.AppendStr(dst, "Linked"), d.Linked)
+			dst = mpack.AppendStr(mpack.AppendStr(dst, "Reason"), d.Reason)
+			dst = mpack.AppendStr(mpack.AppendStr(dst, "Type"), d.Type)
+		}
+	}
+	return dst
+}

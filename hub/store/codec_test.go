@@ -8,6 +8,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 	"pgregory.net/rapid"
 
+	"github.com/unico-cdp/unico/hub/identity"
 	"github.com/unico-cdp/unico/hub/profile"
 	"github.com/unico-cdp/unico/protocol"
 )
@@ -128,6 +129,27 @@ func TestCodecRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		check(t, own, refl, func() any { return &record{} })
+	}))
+	t.Run("merge", rapid.MakeCheck(func(t *rapid.T) {
+		str := rapid.StringN(0, 30, -1)
+		ident := rapid.Custom(func(t *rapid.T) protocol.Identifier {
+			return protocol.Identifier{Type: str.Draw(t, "type"), Value: str.Draw(t, "value")}
+		})
+		mr := &MergeRecord{At: genTime(t, "at"), EventID: str.Draw(t, "ev"), Reason: str.Draw(t, "r")}
+		if !rapid.Bool().Draw(t, "ab-nil") {
+			mr.Absorbed = rapid.SliceOfN(str, 0, 5).Draw(t, "ab")
+		}
+		if !rapid.Bool().Draw(t, "links-nil") {
+			mr.Links = rapid.SliceOfN(rapid.Custom(func(t *rapid.T) identity.Decision {
+				return identity.Decision{EventID: str.Draw(t, "ev"), A: ident.Draw(t, "a"), B: ident.Draw(t, "b"),
+					Linked: rapid.Bool().Draw(t, "linked"), Reason: str.Draw(t, "reason"), Type: str.Draw(t, "type")}
+			}), 0, 5).Draw(t, "links")
+		}
+		refl, err := msgpack.Marshal(mr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, encodeMerge(nil, mr), refl, func() any { return &MergeRecord{} })
 	}))
 	t.Run("node", rapid.MakeCheck(func(t *rapid.T) {
 		n := genNode(t)

@@ -1059,9 +1059,11 @@ func (t *tx) link(e *protocol.Event, active []protocol.Identifier, pids []string
 	}
 	mr := MergeRecord{At: at, EventID: e.ID, Reason: identity.ReasonLinked}
 	anchor := active[0]
-	before := make(map[protocol.Identifier]bool, len(surv.P.Identifiers))
-	for _, x := range surv.P.Identifiers {
-		before[x] = true
+	// Which active identifiers surv held before: those whose node names
+	// it (a profile's identifiers are exactly the nodes naming it).
+	before := make([]bool, len(active))
+	for i, x := range active {
+		before[i] = t.nodes[x].P == surv.P.ID
 	}
 	for _, o := range others {
 		if err := t.absorb(surv, o); err != nil {
@@ -1069,14 +1071,14 @@ func (t *tx) link(e *protocol.Event, active []protocol.Identifier, pids []string
 		}
 		mr.Absorbed = append(mr.Absorbed, o.P.ID)
 	}
-	for _, x := range active {
+	for i, x := range active {
 		n := t.nodes[x]
 		if n.P != surv.P.ID {
 			n.P = surv.P.ID
 			t.dirtyN[x] = true
 		}
 		surv.P.AddIdentifier(x)
-		if x != anchor && (!before[x] || !before[anchor]) {
+		if i > 0 && (!before[i] || !before[0]) {
 			mr.Links = append(mr.Links, identity.Decision{EventID: e.ID, A: anchor, B: x, Linked: true, Reason: identity.ReasonLinked})
 		}
 	}
@@ -1099,10 +1101,9 @@ func (t *tx) own(rec *record, e *protocol.Event) error {
 }
 
 func (t *tx) addMerge(rec *record, mr MergeRecord) error {
-	b, err := msgpack.Marshal(&mr)
-	if err != nil {
-		return fmt.Errorf("encode merge: %w", err)
-	}
+	start := t.arenaStart()
+	t.arena = encodeMerge(t.arena, &mr)
+	b := t.arena[start:len(t.arena):len(t.arena)]
 	rec.MergeSeq++
 	t.dirtyP[rec.P.ID] = true
 	return t.setIn(mergePrefix(rec.P.ID), mergeKey(rec.P.ID, rec.MergeSeq), b)
