@@ -81,6 +81,10 @@ type Intake struct {
 	client paho.Client
 	queue  chan work
 	done   chan struct{}
+	// acks holds the groups handed to the store, in the order they were
+	// received, for the acker to answer in that order once each is
+	// durable.
+	acks chan *pendingAcks
 
 	connected atomic.Bool
 
@@ -116,6 +120,7 @@ func New(cfg Config, st Committer, reg prometheus.Registerer, logger *slog.Logge
 	in := &Intake{
 		cfg: cfg, store: st, log: logger.With("component", "intake"),
 		queue: make(chan work, cfg.QueueLen), done: make(chan struct{}),
+		acks: make(chan *pendingAcks, cfg.QueueLen),
 		batches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "unico_hub_batches_total", Help: "Edge batches received, by result (ok, rejected, retry).",
 		}, []string{"result"}),
@@ -274,8 +279,14 @@ func (in *Intake) Run(ctx context.Context) error {
 			in.log.Error("broker connect failed", "err", err)
 		}
 	}()
+	ackerDone := make(chan struct{})
+	go func() {
+		defer close(ackerDone)
+		in.acker()
+	}()
 	defer func() {
 		close(in.done)
+		<-ackerDone
 		in.client.Disconnect(250)
 	}()
 	for {
@@ -308,9 +319,23 @@ func (w work) events() int {
 	return len(w.batch.Events)
 }
 
-// handle commits a group of batches and, once they are durable, acks each
-// of them. It returns when the group is resolved, before it is durable.
+// pendingAcks is a group of batches waiting for its commit.
+type pendingAcks struct {
+	group   []work
+	landed  chan struct{} // closed once results and err are set
+	results []store.Result
+	err     error
+}
+
+// handle commits a group of batches and queues it for the acker. It
+// returns when the group is resolved, before it is durable.
 func (in *Intake) handle(ctx context.Context, group []work) {
+	p := &pendingAcks{group: group, landed: make(chan struct{})}
+	select {
+	case in.acks <- p:
+	case <-ctx.Done():
+		return // shutting down: the edges resend what was not acked
+	}
 	var bs []*protocol.Batch
 	for _, w := range group {
 		if w.err == nil {
@@ -318,7 +343,7 @@ func (in *Intake) handle(ctx context.Context, group []work) {
 		}
 	}
 	if len(bs) == 0 {
-		in.ack(group, nil, nil)
+		close(p.landed)
 		return
 	}
 	start := time.Now()
@@ -330,8 +355,29 @@ func (in *Intake) handle(ctx context.Context, group []work) {
 		if err == nil && in.cfg.OnCommit != nil {
 			in.cfg.OnCommit()
 		}
-		in.ack(group, results, err)
+		p.results, p.err = results, err
+		close(p.landed)
 	})
+}
+
+// acker answers the queued groups in the order they were received, each
+// once its commit has landed: a rejection is never answered before the
+// ack of a batch received earlier, as with a synchronous commit. It
+// returns when intake stops.
+func (in *Intake) acker() {
+	for {
+		select {
+		case p := <-in.acks:
+			select {
+			case <-p.landed:
+				in.ack(p.group, p.results, p.err)
+			case <-in.done:
+				return
+			}
+		case <-in.done:
+			return
+		}
+	}
 }
 
 // ack answers every batch of group: results are the store's for the
