@@ -17,16 +17,20 @@ import (
 // msgpack.Unmarshal reads them and data written by either is the same to
 // readers; TestCodecRoundTrip checks both directions.
 
+// mapLen is the number of entries of a struct's map: its always-written
+// fields and the omitempty ones present.
+func mapLen(always int, present ...bool) int {
+	for _, p := range present {
+		if p {
+			always++
+		}
+	}
+	return always
+}
+
 // encodeRecord appends r to dst.
 func encodeRecord(dst []byte, r *record) ([]byte, error) {
-	n := 1
-	if r.Conflicted {
-		n++
-	}
-	if r.MergeSeq != 0 {
-		n++
-	}
-	dst = mpack.AppendMapHeader(dst, n)
+	dst = mpack.AppendMapHeader(dst, mapLen(1, r.Conflicted, r.MergeSeq != 0))
 	dst = mpack.AppendStr(dst, "p")
 	dst, err := appendProfile(dst, &r.P)
 	if err != nil {
@@ -42,14 +46,7 @@ func encodeRecord(dst []byte, r *record) ([]byte, error) {
 }
 
 func appendProfile(b []byte, p *profile.Profile) ([]byte, error) {
-	n := 5
-	if len(p.Traits) > 0 {
-		n++
-	}
-	if len(p.Consent) > 0 {
-		n++
-	}
-	b = mpack.AppendMapHeader(b, n)
+	b = mpack.AppendMapHeader(b, mapLen(5, len(p.Traits) > 0, len(p.Consent) > 0))
 	b = mpack.AppendStr(mpack.AppendStr(b, "id"), p.ID)
 	b = mpack.AppendStr(b, "ids")
 	if p.Identifiers == nil {
@@ -74,11 +71,7 @@ func appendProfile(b []byte, p *profile.Profile) ([]byte, error) {
 		b = mpack.AppendMapHeader(mpack.AppendStr(b, "cs"), len(p.Consent))
 		for k, c := range p.Consent {
 			b = mpack.AppendStr(b, k)
-			n := 3
-			if c.Channel != "" {
-				n++
-			}
-			b = mpack.AppendMapHeader(b, n)
+			b = mpack.AppendMapHeader(b, mapLen(3, c.Channel != ""))
 			b = mpack.AppendBool(mpack.AppendStr(b, "g"), c.Granted)
 			if c.Channel != "" {
 				b = mpack.AppendStr(mpack.AppendStr(b, "ch"), c.Channel)
@@ -106,14 +99,7 @@ func appendStamp(b []byte, s profile.Stamp) []byte {
 }
 
 func appendTrait(b []byte, t *profile.Trait) ([]byte, error) {
-	n := 3
-	if t.Channel != "" {
-		n++
-	}
-	if t.Site != "" {
-		n++
-	}
-	b = mpack.AppendMapHeader(b, n)
+	b = mpack.AppendMapHeader(b, mapLen(3, t.Channel != "", t.Site != ""))
 	b, err := appendAny(mpack.AppendStr(b, "v"), t.Value)
 	if err != nil {
 		return nil, err
@@ -168,14 +154,8 @@ func appendAny(b []byte, v any) ([]byte, error) {
 }
 
 func appendComputed(b []byte, c *profile.Computed) []byte {
-	n := 5
-	for _, present := range [...]bool{!c.LastPurchaseAt.IsZero(), len(c.SiteVisits) > 0, len(c.Edges) > 0,
-		len(c.Channels) > 0, c.LastContact != nil, len(c.Purchases) > 0} {
-		if present {
-			n++
-		}
-	}
-	b = mpack.AppendMapHeader(b, n)
+	b = mpack.AppendMapHeader(b, mapLen(5, !c.LastPurchaseAt.IsZero(), len(c.SiteVisits) > 0, len(c.Edges) > 0,
+		len(c.Channels) > 0, c.LastContact != nil, len(c.Purchases) > 0))
 	b = mpack.AppendTime(mpack.AppendStr(b, "fs"), c.FirstSeen)
 	b = mpack.AppendTime(mpack.AppendStr(b, "ls"), c.LastSeen)
 	b = mpack.AppendInt64(mpack.AppendStr(b, "ev"), c.Events)
@@ -188,14 +168,7 @@ func appendComputed(b []byte, c *profile.Computed) []byte {
 	b = appendCounts(b, "ed", c.Edges)
 	b = appendCounts(b, "ch", c.Channels)
 	if lc := c.LastContact; lc != nil {
-		n := 2
-		if lc.Reason != "" {
-			n++
-		}
-		if lc.Channel != "" {
-			n++
-		}
-		b = mpack.AppendMapHeader(mpack.AppendStr(b, "lc"), n)
+		b = mpack.AppendMapHeader(mpack.AppendStr(b, "lc"), mapLen(2, lc.Reason != "", lc.Channel != ""))
 		if lc.Reason != "" {
 			b = mpack.AppendStr(mpack.AppendStr(b, "r"), lc.Reason)
 		}
@@ -214,11 +187,7 @@ func appendComputed(b []byte, c *profile.Computed) []byte {
 }
 
 func appendPurchase(b []byte, product, name string, at time.Time) []byte {
-	n := 2
-	if name != "" {
-		n++
-	}
-	b = mpack.AppendMapHeader(b, n)
+	b = mpack.AppendMapHeader(b, mapLen(2, name != ""))
 	b = mpack.AppendStr(mpack.AppendStr(b, "p"), product)
 	if name != "" {
 		b = mpack.AppendStr(mpack.AppendStr(b, "n"), name)
@@ -240,13 +209,7 @@ func appendCounts(b []byte, key string, m map[string]int64) []byte {
 
 // encodeNode appends n to dst.
 func encodeNode(dst []byte, n *node) []byte {
-	c := 0
-	for _, present := range [...]bool{n.P != "", n.Shared, n.Isolated, len(n.Seen) > 0} {
-		if present {
-			c++
-		}
-	}
-	dst = mpack.AppendMapHeader(dst, c)
+	dst = mpack.AppendMapHeader(dst, mapLen(0, n.P != "", n.Shared, n.Isolated, len(n.Seen) > 0))
 	if n.P != "" {
 		dst = mpack.AppendStr(mpack.AppendStr(dst, "p"), n.P)
 	}
@@ -276,14 +239,7 @@ func encodeNode(dst []byte, n *node) []byte {
 // encodeMerge appends mr to dst. identity.Decision has no msgpack tags:
 // its keys are its field names, as the reflection encoder writes them.
 func encodeMerge(dst []byte, mr *MergeRecord) []byte {
-	n := 3
-	if len(mr.Absorbed) > 0 {
-		n++
-	}
-	if len(mr.Links) > 0 {
-		n++
-	}
-	dst = mpack.AppendMapHeader(dst, n)
+	dst = mpack.AppendMapHeader(dst, mapLen(3, len(mr.Absorbed) > 0, len(mr.Links) > 0))
 	dst = mpack.AppendTime(mpack.AppendStr(dst, "at"), mr.At)
 	dst = mpack.AppendStr(mpack.AppendStr(dst, "ev"), mr.EventID)
 	dst = mpack.AppendStr(mpack.AppendStr(dst, "r"), mr.Reason)
