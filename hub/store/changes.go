@@ -2,7 +2,6 @@ package store
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 
 	"github.com/dgraph-io/badger/v4"
@@ -122,27 +121,6 @@ func (s *Store) loadChanges(txn *badger.Txn) (uint64, error) {
 		return nil
 	})
 	return next, err
-}
-
-// errStopScan ends eachKey early without an error.
-var errStopScan = errors.New("stop scan")
-
-// eachKey calls fn for every key with prefix, until fn returns an error
-// (errStopScan to stop without one).
-func eachKey(txn *badger.Txn, prefix []byte, fn func(k string, item *badger.Item) error) error {
-	opts := badger.DefaultIteratorOptions
-	opts.Prefix = prefix
-	it := txn.NewIterator(opts)
-	defer it.Close()
-	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-		if err := fn(string(it.Item().Key()), it.Item()); err != nil {
-			if errors.Is(err, errStopScan) {
-				return nil
-			}
-			return err
-		}
-	}
-	return nil
 }
 
 // logChanges writes, in t, the log key of the profiles t changed, with

@@ -279,19 +279,37 @@ func (s *Store) Edges() ([]EdgeState, error) {
 // decodeAll decodes the msgpack values of every key with prefix, in key
 // order.
 func decodeAll[T any](txn *badger.Txn, prefix []byte) ([]T, error) {
+	var out []T
+	err := eachKey(txn, prefix, func(_ string, item *badger.Item) error {
+		var v T
+		if err := item.Value(func(b []byte) error { return msgpack.Unmarshal(b, &v) }); err != nil {
+			return err
+		}
+		out = append(out, v)
+		return nil
+	})
+	return out, err
+}
+
+// errStopScan ends eachKey early without an error.
+var errStopScan = errors.New("stop scan")
+
+// eachKey calls fn for every key with prefix, until fn returns an error
+// (errStopScan to stop without one).
+func eachKey(txn *badger.Txn, prefix []byte, fn func(k string, item *badger.Item) error) error {
 	opts := badger.DefaultIteratorOptions
 	opts.Prefix = prefix
 	it := txn.NewIterator(opts)
 	defer it.Close()
-	var out []T
 	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-		var v T
-		if err := it.Item().Value(func(b []byte) error { return msgpack.Unmarshal(b, &v) }); err != nil {
-			return nil, err
+		if err := fn(string(it.Item().Key()), it.Item()); err != nil {
+			if errors.Is(err, errStopScan) {
+				return nil
+			}
+			return err
 		}
-		out = append(out, v)
 	}
-	return out, nil
+	return nil
 }
 
 // Isolate splits identifier x off its profile (an admin's unmerge): x

@@ -301,7 +301,8 @@ func (s *Store) loadNodes(txn *badger.Txn) error {
 }
 
 // Close closes Badger. It waits for a running Commit and for the
-// transaction in flight.
+// transaction in flight, whose failure it returns too (its committer has
+// been told already).
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -309,9 +310,9 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
-	_ = s.settle()
+	err := s.settle()
 	s.rview.Discard()
-	return s.db.Close()
+	return errors.Join(err, s.db.Close())
 }
 
 // Rules returns the identity rules in force.
