@@ -73,14 +73,25 @@ type Options struct {
 	// MaxTxnBytes bounds the estimated size of one Badger transaction.
 	// Default 4 MiB.
 	MaxTxnBytes int
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// GCInterval is how often value-log GC runs: values of 4 KiB and more
+	// (large profile records) live in Badger's value log, and every
+	// rewrite of such a profile leaves the old one there as garbage until
+	// GC rewrites the file. Default 1 minute.
+	GCInterval time.Duration
+	Logger     *slog.Logger
+	Now        func() time.Time
+
+	// valueLogFileSize, when set, replaces Badger's 1 GiB value-log
+	// files (tests: GC never rewrites the newest file).
+	valueLogFileSize int64
 }
 
-// Defaults of Options.CacheNodes and Options.CacheProfiles.
+// Defaults of Options.CacheNodes, Options.CacheProfiles and
+// Options.GCInterval.
 const (
 	DefaultCacheNodes    = 500_000
 	DefaultCacheProfiles = 200_000
+	DefaultGCInterval    = time.Minute
 )
 
 // node is what the store knows of one identifier.
@@ -160,7 +171,9 @@ type Store struct {
 
 	mu     sync.Mutex // serialises writers
 	closed bool
-	cache  *cache
+	// gcStop stops gcLoop, which closes gcDone when it returns.
+	gcStop, gcDone chan struct{}
+	cache          *cache
 	// changeVersion versions change marks, so that clearing a mark never
 	// removes a newer one. Guarded by mu.
 	changeVersion uint64
@@ -216,6 +229,12 @@ func Open(opts Options) (*Store, error) {
 	if opts.CacheBytes < 0 {
 		opts.CacheBytes = 0
 	}
+	if opts.GCInterval < 0 {
+		return nil, fmt.Errorf("store: GCInterval %s is negative", opts.GCInterval)
+	}
+	if opts.GCInterval == 0 {
+		opts.GCInterval = DefaultGCInterval
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -231,6 +250,9 @@ func Open(opts Options) (*Store, error) {
 		WithCompression(options.None).
 		WithValueThreshold(4 << 10).
 		WithLogger(badgerLogger{opts.Logger.With("component", "badger")})
+	if opts.valueLogFileSize > 0 {
+		bo = bo.WithValueLogFileSize(opts.valueLogFileSize)
+	}
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", opts.Dir, err)
@@ -238,6 +260,8 @@ func Open(opts Options) (*Store, error) {
 	s := &Store{
 		changeVersion: uint64(opts.Now().UnixNano()),
 		changes:       newChangeLog(),
+		gcStop:        make(chan struct{}),
+		gcDone:        make(chan struct{}),
 		eventCache:    make(map[string]*protocol.Event),
 		db:            db,
 		opts:          opts,
@@ -272,7 +296,44 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	s.rview = db.NewTransaction(false)
+	go s.gcLoop()
 	return s, nil
+}
+
+// gcLoop runs value-log GC every GCInterval until Close.
+func (s *Store) gcLoop() {
+	defer close(s.gcDone)
+	t := time.NewTicker(s.opts.GCInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.gcStop:
+			return
+		case <-t.C:
+		}
+		s.gcRound()
+	}
+}
+
+// gcRound rewrites up to 8 value-log files of which at least half is
+// garbage, stopping early at Close or when none is left.
+func (s *Store) gcRound() (rewritten int) {
+	for range 8 {
+		select {
+		case <-s.gcStop:
+			return rewritten
+		default:
+		}
+		err := s.db.RunValueLogGC(0.5)
+		if err != nil {
+			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+				s.log.Warn("value-log GC failed", "err", err)
+			}
+			return rewritten
+		}
+		rewritten++
+	}
+	return rewritten
 }
 
 // loadNodes fills the node cache at open, and marks it complete when
@@ -310,6 +371,8 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	close(s.gcStop)
+	<-s.gcDone
 	err := s.settle()
 	s.rview.Discard()
 	return errors.Join(err, s.db.Close())
