@@ -73,6 +73,11 @@ type Options struct {
 	// MaxTxnBytes bounds the estimated size of one Badger transaction.
 	// Default 4 MiB.
 	MaxTxnBytes int
+	// FilterEvents bounds the ids of stored events kept in an in-memory
+	// Bloom filter (about 2 bytes each at most), which spares the
+	// deduplication of a new event its Badger read. Past the bound every
+	// event is looked up. Default 20,000,000; negative: no filter.
+	FilterEvents int
 	// GCInterval is how often value-log GC runs: values of 4 KiB and more
 	// (large profile records) live in Badger's value log, and every
 	// rewrite of such a profile leaves the old one there as garbage until
@@ -86,12 +91,13 @@ type Options struct {
 	valueLogFileSize int64
 }
 
-// Defaults of Options.CacheNodes, Options.CacheProfiles and
-// Options.GCInterval.
+// Defaults of Options.CacheNodes, Options.CacheProfiles,
+// Options.GCInterval and Options.FilterEvents.
 const (
 	DefaultCacheNodes    = 500_000
 	DefaultCacheProfiles = 200_000
 	DefaultGCInterval    = time.Minute
+	DefaultFilterEvents  = 20_000_000
 )
 
 // node is what the store knows of one identifier.
@@ -190,6 +196,8 @@ type Store struct {
 	// events holds events decoded for re-partitions (Options.CacheEvents).
 	// Events never change once stored. Guarded by mu.
 	eventCache map[string]*protocol.Event
+	// filter holds the ids of stored events (filter.go). Guarded by mu.
+	filter *eventFilter
 
 	// changes mirrors the persisted change list (changes.go).
 	pendingMu sync.Mutex
@@ -229,6 +237,9 @@ func Open(opts Options) (*Store, error) {
 	if opts.CacheBytes < 0 {
 		opts.CacheBytes = 0
 	}
+	if opts.FilterEvents == 0 {
+		opts.FilterEvents = DefaultFilterEvents
+	}
 	if opts.GCInterval < 0 {
 		return nil, fmt.Errorf("store: GCInterval %s is negative", opts.GCInterval)
 	}
@@ -263,6 +274,7 @@ func Open(opts Options) (*Store, error) {
 		gcStop:        make(chan struct{}),
 		gcDone:        make(chan struct{}),
 		eventCache:    make(map[string]*protocol.Event),
+		filter:        newEventFilter(max(opts.FilterEvents, 0)),
 		db:            db,
 		opts:          opts,
 		rules:         opts.Identity,
@@ -290,6 +302,7 @@ func Open(opts Options) (*Store, error) {
 		if s.changeSeq, err = s.loadChanges(txn); err != nil {
 			return err
 		}
+		s.filter.load(txn)
 		return s.loadNodes(txn)
 	}); err != nil {
 		db.Close()
@@ -910,10 +923,12 @@ func (t *tx) addEvent(e *protocol.Event, raw []byte) (bool, error) {
 	if e.ID == "" {
 		return false, errors.New("event without id")
 	}
-	if dup, err := t.get(eventKey(e.ID), nil); err != nil {
-		return false, fmt.Errorf("dedupe: %w", err)
-	} else if dup {
-		return true, nil
+	if t.s.filter.mayContain(e.ID) {
+		if dup, err := t.get(eventKey(e.ID), nil); err != nil {
+			return false, fmt.Errorf("dedupe: %w", err)
+		} else if dup {
+			return true, nil
+		}
 	}
 	p, err := t.plan(e)
 	if err != nil {
@@ -927,6 +942,7 @@ func (t *tx) addEvent(e *protocol.Event, raw []byte) (bool, error) {
 	if err := t.set(eventKey(e.ID), raw); err != nil {
 		return false, fmt.Errorf("write event: %w", err)
 	}
+	t.s.filter.add(e.ID)
 	t.n++
 	t.dEvents++
 	return false, t.resolve(e, p)
