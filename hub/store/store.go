@@ -616,10 +616,13 @@ type tx struct {
 	dirtyN   map[protocol.Identifier]bool
 	profiles map[string]*record // nil value: deleted
 	dirtyP   map[string]bool
-	n        int // events added
-	marked   []markedChange
-	logKey   []byte // the change log key of marked
-	bytes    int    // estimated bytes written
+	// created are the profiles this transaction created: Badger holds
+	// no keys of theirs yet.
+	created map[string]bool
+	n       int // events added
+	marked  []markedChange
+	logKey  []byte // the change log key of marked
+	bytes   int    // estimated bytes written
 	// arena holds encoded nodes and profiles (see arenaStart).
 	arena   []byte
 	dProf   int64
@@ -869,6 +872,10 @@ func readRecord(txn *badger.Txn, pid string) (*record, error) {
 func (t *tx) newProfile(at time.Time) *record {
 	r := &record{P: profile.Profile{ID: "p_" + t.s.ids.New(), CreatedAt: at}}
 	t.profiles[r.P.ID] = r
+	if t.created == nil {
+		t.created = make(map[string]bool)
+	}
+	t.created[r.P.ID] = true
 	t.dirtyP[r.P.ID] = true
 	t.dProf++
 	return r
@@ -1236,13 +1243,6 @@ func (t *tx) scan(prefix []byte, fn func(k, v []byte) error) error {
 	if len(prefix) == 0 || !scanned(prefix[0]) {
 		return fmt.Errorf("scan of table %q: not kept in the overlay", prefix[:min(1, len(prefix))])
 	}
-	opts := badger.DefaultIteratorOptions
-	opts.Prefix = prefix
-	// Timeline keys have no value and merge records are small: reading
-	// them in place beats prefetching, whose goroutines the writer would
-	// wait for on every scan.
-	opts.PrefetchValues = false
-	it := t.s.rview.NewIterator(opts)
 	type kv struct{ k, v []byte }
 	var found []kv
 	own := t.overlay[string(prefix)]
@@ -1252,19 +1252,28 @@ func (t *tx) scan(prefix []byte, fn func(k, v []byte) error) error {
 		maps.Copy(merged, own)
 		own = merged
 	}
-	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-		item := it.Item()
-		if _, ok := own[string(item.Key())]; ok {
-			continue // written or deleted since the view: see below
+	if !t.createdSinceView(prefix) {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefix
+		// Timeline keys have no value and merge records are small: reading
+		// them in place beats prefetching, whose goroutines the writer
+		// would wait for on every scan.
+		opts.PrefetchValues = false
+		it := t.s.rview.NewIterator(opts)
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			item := it.Item()
+			if _, ok := own[string(item.Key())]; ok {
+				continue // written or deleted since the view: see below
+			}
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				it.Close()
+				return err
+			}
+			found = append(found, kv{item.KeyCopy(nil), v})
 		}
-		v, err := item.ValueCopy(nil)
-		if err != nil {
-			it.Close()
-			return err
-		}
-		found = append(found, kv{item.KeyCopy(nil), v})
+		it.Close()
 	}
-	it.Close()
 	merged := len(found)
 	for k, w := range own {
 		if !w.deleted {
@@ -1280,6 +1289,22 @@ func (t *tx) scan(prefix []byte, fn func(k, v []byte) error) error {
 		}
 	}
 	return nil
+}
+
+// createdSinceView reports whether prefix is the timeline or merge prefix
+// of a profile created by t or by the transaction in flight: the read view
+// holds no key under it, and a scan need not open an iterator (a seek into
+// every memtable and table).
+func (t *tx) createdSinceView(prefix []byte) bool {
+	if len(prefix) < 2 || (prefix[0] != tTimeline && prefix[0] != tMerge) || prefix[len(prefix)-1] != 0 {
+		return false
+	}
+	pid := prefix[1 : len(prefix)-1]
+	if t.created[string(pid)] {
+		return true
+	}
+	in := t.s.inflight
+	return in != nil && in.created[string(pid)]
 }
 
 // scanned reports whether keys of table are kept in a transaction's
