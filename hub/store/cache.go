@@ -53,21 +53,27 @@ func newCache(maxNodes, maxProfiles int) *cache {
 	}
 }
 
+// clone returns a copy of n that may be changed without changing n. As in
+// record.clone, lists are shared but clipped, so that appending to one
+// reallocates it; nothing writes the elements of a list in place.
 func (n *node) clone() *node {
 	c := *n
 	if n.Seen != nil {
+		// The lists are shared, clipped: an append reallocates.
 		c.Seen = make(map[string][]uint64, len(n.Seen))
 		for k, v := range n.Seen {
-			c.Seen[k] = slices.Clone(v)
+			c.Seen[k] = slices.Clip(v)
 		}
 	}
 	return &c
 }
 
+// clone returns a copy of r that may be changed without changing r.
 func (r *record) clone() *record {
 	c := *r
 	p := &c.P
-	p.Identifiers = slices.Clone(r.P.Identifiers)
+	// Shared, clipped: AddIdentifier's insert reallocates.
+	p.Identifiers = slices.Clip(r.P.Identifiers)
 	p.Traits = maps.Clone(r.P.Traits)
 	p.Consent = maps.Clone(r.P.Consent)
 	p.Computed.SiteVisits = maps.Clone(r.P.Computed.SiteVisits)
