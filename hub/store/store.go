@@ -607,7 +607,8 @@ type markedChange struct {
 // them to Badger, and the nodes and profiles it decoded and changed.
 type tx struct {
 	s *Store
-	// kvs are the writes in order; index maps a key to its last write.
+	// kvs are the writes in order; index maps a key to its last write
+	// (keys of scanned tables are not indexed: see appendWrite).
 	kvs   []kvWrite
 	index map[string]int
 	// overlay holds the writes to the scanned tables, by scan prefix.
@@ -725,15 +726,25 @@ func (w *kvWrite) found(fn func(v []byte) error) (bool, error) {
 // prefix sees it.
 func (t *tx) setIn(prefix, k, v []byte) error {
 	t.overlayOf(prefix)[string(k)] = overlayWrite{val: v}
-	t.put(k, v)
+	t.bytes += len(k) + len(v) + 32
+	t.appendWrite(kvWrite{k: k, v: v})
 	return nil
 }
 
 // delIn deletes k, a key of a scanned table under prefix.
 func (t *tx) delIn(prefix, k []byte) error {
 	t.overlayOf(prefix)[string(k)] = overlayWrite{deleted: true}
-	t.del(k)
+	t.bytes += len(k) + 32
+	t.appendWrite(kvWrite{k: k, del: true})
 	return nil
+}
+
+// appendWrite adds a write of a scanned table. Its keys are read through
+// the overlay, never by get, so they are not indexed: a key written twice
+// is in kvs twice, and Badger keeps the last write of a key in a
+// transaction.
+func (t *tx) appendWrite(w kvWrite) {
+	t.kvs = append(t.kvs, w)
 }
 
 func (t *tx) overlayOf(prefix []byte) map[string]overlayWrite {
