@@ -20,13 +20,21 @@ type component struct {
 	pidSet map[string]bool
 	idents map[protocol.Identifier]bool
 	events map[string]*protocol.Event
+	// timeline and cross are the keys found on the timelines of pids and
+	// in the cross references of idents, each with its scan prefix:
+	// rewrite leaves alone those it would write again and deletes the
+	// rest.
+	timeline, cross map[string][]byte
 }
 
 // gather loads the component of seeds. Every event that mentions an
 // identifier is either on the timeline of the identifier's profile or
 // cross-referenced from the identifier, so following both reaches all.
 func (t *tx) gather(seeds []protocol.Identifier, extra *protocol.Event) (*component, error) {
-	c := &component{pidSet: map[string]bool{}, idents: map[protocol.Identifier]bool{}, events: map[string]*protocol.Event{}}
+	c := &component{
+		pidSet: map[string]bool{}, idents: map[protocol.Identifier]bool{}, events: map[string]*protocol.Event{},
+		timeline: map[string][]byte{}, cross: map[string][]byte{},
+	}
 	limit := t.s.rules.MaxComponentEvents
 	var queue []protocol.Identifier
 	visitEvent := func(e *protocol.Event) error {
@@ -79,6 +87,7 @@ func (t *tx) gather(seeds []protocol.Identifier, extra *protocol.Event) (*compon
 			}
 			p := timelinePrefix(n.P)
 			if err := t.scan(p, func(k, _ []byte) error {
+				c.timeline[string(k)] = p
 				eventIDs = append(eventIDs, string(k[len(p)+8:]))
 				return nil
 			}); err != nil {
@@ -87,6 +96,7 @@ func (t *tx) gather(seeds []protocol.Identifier, extra *protocol.Event) (*compon
 		}
 		cp := crossPrefix(x)
 		if err := t.scan(cp, func(k, _ []byte) error {
+			c.cross[string(k)] = cp
 			eventIDs = append(eventIDs, string(k[len(cp):]))
 			return nil
 		}); err != nil {
@@ -135,8 +145,9 @@ func (t *tx) rewrite(c *component, causeEvent, reason string) error {
 	})
 	t.s.repartitions.Add(1)
 
-	// Old state: remember each identifier's profile, then clear timelines,
-	// merge histories and cross references of the component.
+	// Old state: remember each identifier's profile, then clear the merge
+	// histories of the component. Timeline entries and cross references
+	// that stay are left alone, the others deleted at the end.
 	oldP := make(map[protocol.Identifier]string, len(c.idents))
 	for x := range c.idents {
 		n, err := t.node(x)
@@ -152,17 +163,9 @@ func (t *tx) rewrite(c *component, causeEvent, reason string) error {
 			return err
 		}
 		old[pid] = rec
-		for _, p := range [][]byte{timelinePrefix(pid), mergePrefix(pid)} {
-			if err := t.scan(p, func(k, _ []byte) error { return t.delIn(p, k) }); err != nil {
-				return err
-			}
-		}
-	}
-	for _, e := range evs {
-		for _, x := range r.Identifiers(e) {
-			if err := t.delIn(crossPrefix(x), crossKey(x, e.ID)); err != nil {
-				return err
-			}
+		p := mergePrefix(pid)
+		if err := t.scan(p, func(k, _ []byte) error { return t.delIn(p, k) }); err != nil {
+			return err
 		}
 	}
 
@@ -223,14 +226,24 @@ func (t *tx) rewrite(c *component, causeEvent, reason string) error {
 		if !ok {
 			continue
 		}
-		if err := t.own(recs[gi], e); err != nil {
+		rec := recs[gi]
+		t.s.cls.Apply(&rec.P, e)
+		t.dirtyP[rec.P.ID] = true
+		if err := t.keepOrSet(c.timeline, timelinePrefix(rec.P.ID), timelineKey(rec.P.ID, e.OccurredAt, e.ID)); err != nil {
 			return err
 		}
 		for _, x := range r.Identifiers(e) {
 			if g, ok := groupOf[x]; ok && g != gi {
-				if err := t.setIn(crossPrefix(x), crossKey(x, e.ID), nil); err != nil {
+				if err := t.keepOrSet(c.cross, crossPrefix(x), crossKey(x, e.ID)); err != nil {
 					return err
 				}
+			}
+		}
+	}
+	for _, stale := range []map[string][]byte{c.timeline, c.cross} {
+		for k, p := range stale {
+			if err := t.delIn(p, []byte(k)); err != nil {
+				return err
 			}
 		}
 	}
@@ -283,6 +296,16 @@ func (t *tx) rewrite(c *component, causeEvent, reason string) error {
 		}
 	}
 	return nil
+}
+
+// keepOrSet writes k (no value) under prefix unless it is one of the keys
+// in stale, which it takes out of stale instead: the key is there already.
+func (t *tx) keepOrSet(stale map[string][]byte, prefix, k []byte) error {
+	if _, ok := stale[string(k)]; ok {
+		delete(stale, string(k))
+		return nil
+	}
+	return t.setIn(prefix, k, nil)
 }
 
 // attachOnly is the fallback when a component is too large to
