@@ -121,6 +121,12 @@ func PeekKind(b []byte) (Kind, error) {
 // and every length prefix are checked against the payload before msgpack
 // allocates anything.
 func Unmarshal(b []byte, m Message, lim Limits) error {
+	return unmarshal(b, m, lim, true)
+}
+
+// unmarshal is Unmarshal; fast decodes a Batch with decodeBatch rather
+// than by reflection (tests compare the two).
+func unmarshal(b []byte, m Message, lim Limits, fast bool) error {
 	lim = lim.withDefaults()
 	if len(b) > lim.MaxPayload {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(b), lim.MaxPayload)
@@ -139,7 +145,17 @@ func Unmarshal(b []byte, m Message, lim Limits) error {
 	if err := checkElementDensity(body, m); err != nil {
 		return fmt.Errorf("decode %s: %w", k, err)
 	}
-	if err := safeUnmarshal(body, m); err != nil {
+	err = errFallback
+	if bt, ok := m.(*Batch); ok && fast {
+		err = decodeBatch(body, bt)
+	}
+	if errors.Is(err, errFallback) {
+		err = safeUnmarshal(body, m)
+	}
+	if errors.Is(err, ErrTooLarge) {
+		return err // the fast decoder's check of MaxBatchEvents, as below
+	}
+	if err != nil {
 		return fmt.Errorf("decode %s: %w: %w", k, ErrMalformed, err)
 	}
 	if bt, ok := m.(*Batch); ok && len(bt.Events) > MaxBatchEvents {
@@ -329,7 +345,7 @@ type arrayField struct {
 
 var (
 	eventShape    = &shape{fields: 14, arrays: []arrayField{{key: "ids", index: 5, cost: 2}}}
-	batchShape    = &shape{fields: 6, arrays: []arrayField{{key: "ev", index: 5, cost: 16, elem: eventShape}}}
+	batchShape    = &shape{fields: 7, arrays: []arrayField{{key: "ev", index: 6, cost: 16, elem: eventShape}}}
 	profileShape  = &shape{fields: 9, arrays: []arrayField{{key: "ids", index: 2, cost: 2}, {key: "of", index: 7, cost: 2}}}
 	snapshotShape = &shape{fields: 4, arrays: []arrayField{{key: "pf", index: 3, cost: 8, elem: profileShape}}}
 	commandShape  = &shape{fields: 5, arrays: []arrayField{{key: "ids", index: 3, cost: 2}}}

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -24,6 +25,12 @@ func MarshalEvent(e *Event) ([]byte, error) {
 // UnmarshalEvent decodes an event encoded by MarshalEvent, with the same
 // structural checks as Unmarshal.
 func UnmarshalEvent(b []byte, e *Event) error {
+	return unmarshalEvent(b, e, true)
+}
+
+// unmarshalEvent is UnmarshalEvent; fast decodes with decodeEvent rather
+// than by reflection (tests compare the two).
+func unmarshalEvent(b []byte, e *Event, fast bool) error {
 	if len(b) > MaxEventBytes {
 		return fmt.Errorf("event: %w: %d bytes", ErrTooLarge, len(b))
 	}
@@ -33,7 +40,14 @@ func UnmarshalEvent(b []byte, e *Event) error {
 	if err := checkEventDensity(b); err != nil {
 		return fmt.Errorf("event: %w", err)
 	}
-	if err := safeUnmarshal(b, e); err != nil {
+	err := errFallback
+	if fast {
+		err = decodeEvent(b, e)
+	}
+	if errors.Is(err, errFallback) {
+		err = safeUnmarshal(b, e)
+	}
+	if err != nil {
 		return fmt.Errorf("event: %w: %w", ErrMalformed, err)
 	}
 	utcEventTimes(e)
