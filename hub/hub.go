@@ -37,6 +37,10 @@ type Config struct {
 	// identifiers the store's writer keeps in memory; zero takes the
 	// store's defaults.
 	CacheProfiles, CacheNodes int
+	// ValueThreshold is the size from which the store writes a value to
+	// Badger's value log (store.Options.ValueThreshold); zero takes the
+	// store's default.
+	ValueThreshold int
 	// HTTPAddr is the API and UI address; default ":8090".
 	HTTPAddr string
 	// MQTTAddr is the embedded broker's address; default ":1883". Ignored
@@ -140,8 +144,9 @@ func (h *Hub) Serve(ctx context.Context, httpLn, mqttLn net.Listener) error {
 		Profile:  h.cfg.Profile,
 		Logger:   h.log,
 		// Zero takes the store's defaults.
-		CacheProfiles: h.cfg.CacheProfiles,
-		CacheNodes:    h.cfg.CacheNodes,
+		CacheProfiles:  h.cfg.CacheProfiles,
+		CacheNodes:     h.cfg.CacheNodes,
+		ValueThreshold: h.cfg.ValueThreshold,
 	})
 	if err != nil {
 		closeListeners()

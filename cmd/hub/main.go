@@ -71,6 +71,7 @@ func run(args []string) int {
 	fs.IntVar(&cfg.Offers.TopN, "offers-top", 3, "offers per profile")
 	fs.IntVar(&cfg.CacheProfiles, "cache-profiles", store.DefaultCacheProfiles, "decoded profiles the writer keeps in memory")
 	fs.IntVar(&cfg.CacheNodes, "cache-nodes", store.DefaultCacheNodes, "decoded identifiers the writer keeps in memory")
+	fs.IntVar(&cfg.ValueThreshold, "value-threshold", store.DefaultValueThreshold, "`bytes` from which the store writes a value (event, profile) to Badger's value log instead of its tree: less compaction work, more disk")
 	memLimit = 2 << 30
 	fs.Var(&memLimit, "memory-limit", "soft limit of the hub's Go memory, e.g. `4GiB` (0: none); the garbage collector works harder near it, so raise it with larger caches")
 	fs.IntVar(&gcPercent, "gc-percent", 200, "garbage collector target: heap growth in percent between collections (Go's GOGC); higher spends memory to save CPU")

@@ -80,3 +80,17 @@ func TestValueLogGC(t *testing.T) {
 		t.Fatalf("after GC: notes of %d bytes (want %d), %d events (want %d)", len(fmt.Sprint(got)), len(big), v.Computed.Events, n)
 	}
 }
+
+func TestOpenValueThresholdRange(t *testing.T) {
+	for _, v := range []int{-1, MaxValueThreshold + 1} {
+		if s, err := Open(Options{Dir: t.TempDir(), ValueThreshold: v}); err == nil {
+			s.Close()
+			t.Errorf("ValueThreshold %d accepted", v)
+		}
+	}
+	s, err := Open(Options{Dir: t.TempDir(), ValueThreshold: MaxValueThreshold})
+	if err != nil {
+		t.Fatalf("ValueThreshold %d: %v", MaxValueThreshold, err)
+	}
+	s.Close()
+}

@@ -78,16 +78,23 @@ type Options struct {
 	// deduplication of a new event its Badger read. Past the bound every
 	// event is looked up. Default 20,000,000; negative: no filter.
 	FilterEvents int
-	// GCInterval is how often value-log GC runs: values of 4 KiB and more
-	// (large profile records) live in Badger's value log, and every
-	// rewrite of such a profile leaves the old one there as garbage until
-	// GC rewrites the file. Default 1 minute.
+	// ValueThreshold is the size from which a value (an event, a profile
+	// record) is written to Badger's value log, once, with only a pointer
+	// in the tree; smaller values live in the tree, where memtable flushes
+	// and compactions rewrite them. Default 256 bytes: most events and
+	// profile records go to the value log, which saves the hub much of
+	// its compaction work at the cost of disk (overwritten profile
+	// records stay in the value log until GC). At most 1 MiB.
+	ValueThreshold int
+	// GCInterval is how often value-log GC runs: every rewrite of a
+	// profile in the value log leaves the old version there as garbage
+	// until GC rewrites the file. Default 1 minute.
 	GCInterval time.Duration
 	Logger     *slog.Logger
 	Now        func() time.Time
 
-	// valueLogFileSize, when set, replaces Badger's 1 GiB value-log
-	// files (tests: GC never rewrites the newest file).
+	// valueLogFileSize, when set, replaces the value-log file size
+	// (tests: GC never rewrites the newest file).
 	valueLogFileSize int64
 }
 
@@ -98,6 +105,13 @@ const (
 	DefaultCacheProfiles = 200_000
 	DefaultGCInterval    = time.Minute
 	DefaultFilterEvents  = 20_000_000
+	// DefaultValueThreshold is the default of Options.ValueThreshold,
+	// MaxValueThreshold its largest value.
+	DefaultValueThreshold = 256
+	MaxValueThreshold     = 1 << 20
+	// valueLogFileSize is the size of the value-log files: GC rewrites
+	// whole files, never the newest one.
+	valueLogFileSize = 256 << 20
 )
 
 // node is what the store knows of one identifier.
@@ -240,6 +254,12 @@ func Open(opts Options) (*Store, error) {
 	if opts.FilterEvents == 0 {
 		opts.FilterEvents = DefaultFilterEvents
 	}
+	switch {
+	case opts.ValueThreshold == 0:
+		opts.ValueThreshold = DefaultValueThreshold
+	case opts.ValueThreshold < 0 || opts.ValueThreshold > MaxValueThreshold:
+		return nil, fmt.Errorf("store: ValueThreshold %d out of range 1..%d", opts.ValueThreshold, MaxValueThreshold)
+	}
 	if opts.GCInterval < 0 {
 		return nil, fmt.Errorf("store: GCInterval %s is negative", opts.GCInterval)
 	}
@@ -259,7 +279,8 @@ func Open(opts Options) (*Store, error) {
 		WithNumVersionsToKeep(1).
 		WithBlockCacheSize(opts.CacheBytes).
 		WithCompression(options.None).
-		WithValueThreshold(4 << 10).
+		WithValueThreshold(int64(opts.ValueThreshold)).
+		WithValueLogFileSize(valueLogFileSize).
 		WithLogger(badgerLogger{opts.Logger.With("component", "badger")})
 	if opts.valueLogFileSize > 0 {
 		bo = bo.WithValueLogFileSize(opts.valueLogFileSize)
