@@ -21,6 +21,7 @@ import (
 	"github.com/unico-cdp/unico/edge/cache"
 	"github.com/unico-cdp/unico/edge/devices"
 	"github.com/unico-cdp/unico/edge/queue"
+	"github.com/unico-cdp/unico/edge/uplink"
 	"github.com/unico-cdp/unico/internal/conf"
 	"github.com/unico-cdp/unico/internal/logging"
 	"github.com/unico-cdp/unico/protocol"
@@ -78,7 +79,7 @@ func run(args []string) int {
 	fs.Var(&maxBatch, "max-batch-bytes", "largest /v1/batch request body")
 	fs.DurationVar(&cfg.Ingest.RetryAfter, "retry-after", 5*time.Second, "Retry-After sent with 429 and 503")
 	fs.IntVar(&cfg.Uplink.MaxBatchEvents, "max-batch-events", 500, "events per batch sent to the hub")
-	fs.IntVar(&cfg.Uplink.Window, "window", 8, "batches in flight to the hub")
+	fs.IntVar(&cfg.Uplink.Window, "window", uplink.DefaultWindow, "batches in flight to the hub")
 	fs.DurationVar(&cfg.Uplink.AckTimeout, "ack-timeout", 30*time.Second, "reconnect and resend when the hub has not acked for this long")
 	fs.IntVar(&cfg.Uplink.QuarantineAfter, "quarantine-after", 3, "rejections by the hub of an event sent on its own before it is moved to the quarantine (1-100)")
 	fs.Var(&adminToken, "admin-token", "bearer token of the operator endpoints (/v1/quarantine); empty: they answer only clients on this host")

@@ -18,7 +18,7 @@ import (
 const (
 	DefaultMaxBatchEvents = 500
 	DefaultMaxBatchBytes  = 256 << 10
-	DefaultWindow         = 8
+	DefaultWindow         = 32
 	DefaultAckTimeout     = 30 * time.Second
 	DefaultMinBackoff     = 500 * time.Millisecond
 	DefaultMaxBackoff     = 30 * time.Second
@@ -78,7 +78,11 @@ type Config struct {
 	// larger event still travels alone). Default 256 KiB, at most 4 MiB.
 	MaxBatchBytes int
 	// Window is the number of batches in flight (published, not yet acked
-	// by the hub). Default 8, at most 256.
+	// by the hub). Default 32, at most 256: with 8, a drain of a large
+	// backlog waited on round trips more than on the hub (1,000,000 events
+	// to a hub on the same 2 cores drained at 14k events/s with 16, 19k
+	// with 32 and 18k with 64), and the hub committed smaller groups and
+	// sent more snapshots of the same profiles.
 	Window int
 	// AckTimeout is how long the forwarder waits for the hub's next ack
 	// while batches are in flight before it tears the connection down,

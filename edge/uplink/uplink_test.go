@@ -95,7 +95,7 @@ func TestDefaultsAndBrokerURL(t *testing.T) {
 	}
 	c := f.cfg
 	got := []any{c.ClientID, c.MaxBatchEvents, c.MaxBatchBytes, c.Window, c.AckTimeout, c.MinBackoff, c.MaxBackoff, c.KeepAlive, c.WriteTimeout, c.ConnectTimeout}
-	want := []any{"unico-edge-e", 500, 256 << 10, 8, 30 * time.Second, 500 * time.Millisecond, 30 * time.Second, 30 * time.Second, 10 * time.Second, 10 * time.Second}
+	want := []any{"unico-edge-e", 500, 256 << 10, 32, 30 * time.Second, 500 * time.Millisecond, 30 * time.Second, 30 * time.Second, 10 * time.Second, 10 * time.Second}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
 	}
