@@ -122,6 +122,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/unico-cdp/unico/internal/vloggc"
 	"github.com/unico-cdp/unico/protocol"
 )
 
@@ -763,26 +764,8 @@ func (q *Queue) gcLoop() {
 	}
 }
 
-// gcRound rewrites up to 8 value-log files of which at least half is
-// garbage, stopping early at Close or when none is left.
-func (q *Queue) gcRound() (rewritten int) {
-	for range 8 {
-		select {
-		case <-q.gcStop:
-			return rewritten
-		default:
-		}
-		err := q.db.RunValueLogGC(0.5)
-		if err != nil {
-			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
-				q.log.Warn("value-log GC failed", "err", err)
-			}
-			return rewritten
-		}
-		rewritten++
-	}
-	return rewritten
-}
+// gcRound runs one round of value-log GC (vloggc.Round) until Close.
+func (q *Queue) gcRound() int { return vloggc.Round(q.db, q.gcStop, q.log) }
 
 // badgerLogger routes Badger's log to slog, warnings and errors only.
 type badgerLogger struct{ l *slog.Logger }

@@ -36,6 +36,7 @@ import (
 
 	"github.com/unico-cdp/unico/hub/identity"
 	"github.com/unico-cdp/unico/hub/profile"
+	"github.com/unico-cdp/unico/internal/vloggc"
 	"github.com/unico-cdp/unico/protocol"
 )
 
@@ -349,26 +350,8 @@ func (s *Store) gcLoop() {
 	}
 }
 
-// gcRound rewrites up to 8 value-log files of which at least half is
-// garbage, stopping early at Close or when none is left.
-func (s *Store) gcRound() (rewritten int) {
-	for range 8 {
-		select {
-		case <-s.gcStop:
-			return rewritten
-		default:
-		}
-		err := s.db.RunValueLogGC(0.5)
-		if err != nil {
-			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
-				s.log.Warn("value-log GC failed", "err", err)
-			}
-			return rewritten
-		}
-		rewritten++
-	}
-	return rewritten
-}
+// gcRound runs one round of value-log GC (vloggc.Round) until Close.
+func (s *Store) gcRound() int { return vloggc.Round(s.db, s.gcStop, s.log) }
 
 // loadNodes fills the node cache at open, and marks it complete when
 // every stored node fits.
