@@ -105,6 +105,9 @@ type memSource struct {
 	changed chan struct{}
 	acked   int // records deleted by Ack
 	ackErr  error
+	// gate, when set before the forwarder starts, holds every Ack until
+	// it is closed (a slow disk).
+	gate chan struct{}
 }
 
 func newMemSource() *memSource { return &memSource{changed: make(chan struct{})} }
@@ -192,6 +195,9 @@ func (s *memSource) Wait(ctx context.Context, seq uint64) error {
 }
 
 func (s *memSource) Ack(first, last uint64) error {
+	if s.gate != nil {
+		<-s.gate
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if first == 0 || first > last || last > uint64(len(s.recs)) {

@@ -55,6 +55,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -130,6 +131,10 @@ const deleteBuffer = 2 * maxWindow
 // name no range: a window's worth several times over.
 const maxUnanswered = 4*maxWindow + 64
 
+// maxAckedAhead bounds Forwarder.ackedAhead; past it, acked ranges are
+// forgotten and may be sent again (the hub answers them as duplicates).
+const maxAckedAhead = 4 * maxWindow
+
 // span is an inclusive range of seqs the hub acked.
 type span struct{ first, last uint64 }
 
@@ -173,6 +178,13 @@ type Forwarder struct {
 	highestSent uint64 // highest LastSeq ever published
 	sentAny     bool
 	iso         *isolation // the rejected range being isolated, or nil
+	// ackedAhead are ranges above floor that the hub acked while an
+	// earlier batch was still unanswered, and that left the window (the
+	// connection ended, or the earlier batch was answered retry or
+	// rejected and the window cut there): they are not sent, nor counted,
+	// again, though their deletion from the source may not have happened
+	// yet. At most maxAckedAhead.
+	ackedAhead []span
 	// run counts the events quarantined since the hub last acked (ok) a
 	// batch of this edge.
 	run int
@@ -423,6 +435,9 @@ func (f *Forwarder) session(ctx context.Context) (progressed bool, err error) {
 		wcancel()
 		wg.Wait()
 	}()
+	// Batches the hub acked behind one it has not answered are not sent
+	// again by the next connection.
+	defer func() { f.keepAcked(window) }()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 
@@ -441,7 +456,11 @@ func (f *Forwarder) session(ctx context.Context) (progressed bool, err error) {
 			if err != nil {
 				return progressed, fmt.Errorf("read queue from seq %d: %w", next, err)
 			}
-			recs = f.iso.cut(next, recs)
+			recs, skipTo := f.cutAcked(f.iso.cut(next, recs))
+			if skipTo > next {
+				next = skipTo
+				continue
+			}
 			if len(recs) == 0 {
 				if !waiting {
 					waiting = true
@@ -605,6 +624,7 @@ func (f *Forwarder) handleAck(ctx context.Context, a protocol.Ack, window []batc
 			f.floor = window[0].last + 1
 			window = window[1:]
 		}
+		f.floor = f.pastAcked(f.floor)
 		return window, next, pauseUntil, 0, nil
 	case protocol.AckRejected:
 		f.rejected.Add(1)
@@ -615,8 +635,66 @@ func (f *Forwarder) handleAck(ctx context.Context, a protocol.Ack, window []batc
 		}
 		d := f.backoff(retries)
 		f.log.Info("hub asked to retry batch", "first", a.FirstSeq, "last", a.LastSeq, "hub_error", a.Error, "retry_in", d)
-		return window[:i], a.FirstSeq, now.Add(d), retries + 1, nil
+		return f.cutWindow(window, i), a.FirstSeq, now.Add(d), retries + 1, nil
 	}
+}
+
+// cutWindow drops window[i:], batch i having been answered retry or
+// rejected, to be sent again from its first seq; the batches after it that
+// the hub has acked already go to ackedAhead.
+func (f *Forwarder) cutWindow(window []batch, i int) []batch {
+	f.keepAcked(window[i+1:])
+	return window[:i]
+}
+
+// keepAcked adds the acked batches of window, which leave it unpopped, to
+// ackedAhead.
+func (f *Forwarder) keepAcked(window []batch) {
+	for _, b := range window {
+		if b.acked && len(f.ackedAhead) < maxAckedAhead {
+			f.ackedAhead = append(f.ackedAhead, span{b.first, b.last})
+		}
+	}
+}
+
+// pastAcked returns seq moved past the ackedAhead ranges that hold it, and
+// forgets the ranges below the result.
+func (f *Forwarder) pastAcked(seq uint64) uint64 {
+	for moved := true; moved; {
+		moved = false
+		for _, r := range f.ackedAhead {
+			if r.first <= seq && seq <= r.last {
+				seq, moved = r.last+1, true
+			}
+		}
+	}
+	f.ackedAhead = slices.DeleteFunc(f.ackedAhead, func(r span) bool { return r.last < seq })
+	return seq
+}
+
+// cutAcked keeps the records before the first one in an ackedAhead range.
+// When that is the first record, it returns none and the seq after the
+// range, to read on from there.
+func (f *Forwarder) cutAcked(recs []Record) (kept []Record, skipTo uint64) {
+	if len(recs) == 0 || len(f.ackedAhead) == 0 {
+		return recs, 0
+	}
+	first := recs[0].Seq
+	bound := uint64(math.MaxUint64) // the first acked range above first
+	for _, r := range f.ackedAhead {
+		if r.first <= first && first <= r.last {
+			return nil, r.last + 1
+		}
+		if r.first > first {
+			bound = min(bound, r.first)
+		}
+	}
+	for j := range recs {
+		if recs[j].Seq >= bound {
+			return recs[:j], 0
+		}
+	}
+	return recs, 0
 }
 
 // cut drops the records a batch starting at next must not carry while
@@ -644,7 +722,7 @@ func (iso *isolation) cut(next uint64, recs []Record) []Record {
 // package documentation).
 func (f *Forwarder) rejectedBatch(a protocol.Ack, window []batch, i int, pauseUntil time.Time, retries int) ([]batch, uint64, time.Time, int, error) {
 	b := window[i]
-	window = window[:i]
+	window = f.cutWindow(window, i)
 	now := f.cfg.Now()
 	iso := f.iso
 	if iso != nil && b.first > iso.last {

@@ -488,3 +488,40 @@ func TestSubscriptions(t *testing.T) {
 		}
 	}
 }
+
+// TestAckedAheadNotResent: the hub withholds the ack of one batch and acks
+// the ones sent after it, and the queue is slow to delete acked events.
+// After the ack timeout the forwarder reconnects and sends the unacked batch
+// again, but not the batches after it that the hub has acked already, even
+// though they are still queued; each event counts as forwarded once.
+func TestAckedAheadNotResent(t *testing.T) {
+	addr, _ := startBroker(t)
+	var withheld atomic.Bool
+	r := startResponder(t, addr, func(n int, b *protocol.Batch) (protocol.AckStatus, bool) {
+		if b.FirstSeq == 201 && withheld.CompareAndSwap(false, true) {
+			return protocol.AckOK, false
+		}
+		return protocol.AckOK, true
+	})
+	src := newMemSource()
+	src.add(t, 500)
+	src.gate = make(chan struct{})
+	f, err := New(testConfig(addr), testLogger(t), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runForwarder(t, f)
+	// The withheld batch, sent again after the reconnect, is acked.
+	waitFor(t, 30*time.Second, "the withheld batch acked", func() bool {
+		return f.Stats().Reconnects > 0 && f.Stats().EventsForwarded >= 500
+	})
+	close(src.gate)
+	waitFor(t, 30*time.Second, "source drained", func() bool { n, _ := src.remaining(); return n == 0 })
+	dups := r.checkDelivery(t, 500, false)
+	if st := f.Stats(); st.EventsForwarded != 500 {
+		t.Errorf("stats = %+v, want 500 forwarded", st)
+	}
+	if dups != 100 {
+		t.Errorf("hub received %d duplicate events, want 100 (the batch whose ack it withheld)", dups)
+	}
+}
