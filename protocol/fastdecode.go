@@ -466,43 +466,40 @@ func (d *fastDecoder) structHeader(fields int) (n int, asArray bool, err error) 
 
 // sliceHeader reads the header of a slice field: n is -1 for nil.
 func (d *fastDecoder) sliceHeader() (int, error) {
-	c, err := d.code()
-	if err != nil {
-		return 0, err
-	}
-	switch {
-	case c == 0xc0:
-		return -1, nil
-	case c >= 0x90 && c <= 0x9f:
-		return int(c & 0x0f), nil
-	case c == 0xdc:
-		return d.lenN(2)
-	case c == 0xdd:
-		return d.lenN(4)
-	}
-	return 0, fmt.Errorf("code 0x%02x for an array", c)
+	return d.containerHeader(false)
 }
 
 // mapHeader reads the header of a map field: n is -1 for nil. An
 // extension falls back (see the file comment).
 func (d *fastDecoder) mapHeader() (int, error) {
-	c, err := d.code()
-	if err != nil {
-		return 0, err
+	return d.containerHeader(true)
+}
+
+// containerHeader reads the header of a map (wantMap) or array with
+// readContainerHeader; n is -1 for nil, and no more than the payload's
+// length.
+func (d *fastDecoder) containerHeader(wantMap bool) (int, error) {
+	if n, next, ok := readContainerHeader(d.b, d.i, wantMap); ok {
+		if n > len(d.b) {
+			return 0, errTruncated
+		}
+		d.i = next
+		return n, nil
 	}
+	c, err := d.code()
 	switch {
+	case err != nil:
+		return 0, err
 	case c == 0xc0:
 		return -1, nil
-	case c >= 0x80 && c <= 0x8f:
-		return int(c & 0x0f), nil
-	case c == 0xde:
-		return d.lenN(2)
-	case c == 0xdf:
-		return d.lenN(4)
-	case c >= 0xd4 && c <= 0xd8 || c >= 0xc7 && c <= 0xc9:
+	case wantMap && (c >= 0xd4 && c <= 0xd8 || c >= 0xc7 && c <= 0xc9):
 		return 0, errFallback
+	case !wantMap && (c == 0xdc || c == 0xdd) || wantMap && (c == 0xde || c == 0xdf):
+		return 0, errTruncated // a length cut short
+	case wantMap:
+		return 0, fmt.Errorf("code 0x%02x for a map", c)
 	}
-	return 0, fmt.Errorf("code 0x%02x for a map", c)
+	return 0, fmt.Errorf("code 0x%02x for an array", c)
 }
 
 // fieldIndex is the index of a struct field (declaration order, as in the
