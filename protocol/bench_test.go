@@ -65,6 +65,17 @@ func BenchmarkSegmentToEnvelope(b *testing.B) {
 	}
 }
 
+// benchBodies are the Segment requests the benchmarks decode: body=kiosk
+// is trackBatch's (numbers as strings, context traits with an e-mail),
+// body=edge the request of the edgebench ingest benchmark.
+var benchBodies = []struct {
+	name string
+	body func(n int) []byte
+}{
+	{"kiosk", trackBatch},
+	{"edge", edgeBatch},
+}
+
 // BenchmarkSegmentToStored measures what the edge does per request before
 // its queue: Segment JSON to the stored msgpack of every event.
 // path=map decodes into Events (maps for traits, properties and context)
@@ -73,14 +84,7 @@ func BenchmarkSegmentToEnvelope(b *testing.B) {
 // ingest benchmark, body=kiosk trackBatch's (numbers as strings, context
 // traits with an e-mail).
 func BenchmarkSegmentToStored(b *testing.B) {
-	bodies := []struct {
-		name string
-		body func(n int) []byte
-	}{
-		{"kiosk", trackBatch},
-		{"edge", edgeBatch},
-	}
-	for _, bd := range bodies {
+	for _, bd := range benchBodies {
 		for _, n := range []int{1, 100} {
 			for _, path := range []string{"map", "direct"} {
 				b.Run(fmt.Sprintf("body=%s/batch=%d/path=%s", bd.name, n, path), func(b *testing.B) {

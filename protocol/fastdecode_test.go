@@ -597,14 +597,7 @@ func hubBatches(t testing.TB, body func(n int) []byte, n, k int) [][]byte {
 // stream of batches, not one batch again and again.
 func BenchmarkUnmarshalBatchPaths(b *testing.B) {
 	const n, k = 100, 32
-	bodies := []struct {
-		name string
-		body func(n int) []byte
-	}{
-		{"kiosk", trackBatch},
-		{"edge", edgeBatch},
-	}
-	for _, bd := range bodies {
+	for _, bd := range benchBodies {
 		for _, path := range []string{"reflect", "fast"} {
 			b.Run(fmt.Sprintf("body=%s/batch=%d/path=%s", bd.name, n, path), func(b *testing.B) {
 				encs := hubBatches(b, bd.body, n, k)

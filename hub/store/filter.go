@@ -53,8 +53,8 @@ func newBloomLayer(capacity int) bloomLayer {
 	return bloomLayer{words: make([]uint64, nbits/64), mask: nbits - 1, cap: capacity}
 }
 
-// probes returns the two halves of the hash of id for double hashing.
-func (f *eventFilter) probes(h uint64) (h1, h2 uint64) {
+// probes returns the two hashes of double hashing from the hash of an id.
+func probes(h uint64) (h1, h2 uint64) {
 	return h, (h >> 32) | (h << 32) | 1
 }
 
@@ -76,7 +76,7 @@ func (f *eventFilter) addHash(h uint64) {
 		f.layers = append(f.layers, newBloomLayer(min(c, max(f.maxEvents-f.n, 1))))
 	}
 	l := &f.layers[len(f.layers)-1]
-	h1, h2 := f.probes(h)
+	h1, h2 := probes(h)
 	for i := range uint64(bloomProbes) {
 		b := (h1 + i*h2) & l.mask
 		l.words[b>>6] |= 1 << (b & 63)
@@ -90,7 +90,7 @@ func (f *eventFilter) mayContain(id string) bool {
 	if f.full {
 		return true
 	}
-	h1, h2 := f.probes(maphash.String(f.seed, id))
+	h1, h2 := probes(maphash.String(f.seed, id))
 	for li := range f.layers {
 		l := &f.layers[li]
 		hit := true
