@@ -227,8 +227,7 @@ func (t *tx) rewrite(c *component, causeEvent, reason string) error {
 			continue
 		}
 		rec := recs[gi]
-		t.s.cls.Apply(&rec.P, e)
-		t.dirtyP[rec.P.ID] = true
+		t.fold(rec, e)
 		if err := t.keepOrSet(c.timeline, timelinePrefix(rec.P.ID), timelineKey(rec.P.ID, e.OccurredAt, e.ID)); err != nil {
 			return err
 		}

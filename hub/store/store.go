@@ -1197,9 +1197,14 @@ func (t *tx) link(e *protocol.Event, active []protocol.Identifier, pids []string
 
 // own folds e into rec and writes its timeline entry.
 func (t *tx) own(rec *record, e *protocol.Event) error {
+	t.fold(rec, e)
+	return t.setIn(timelinePrefix(rec.P.ID), timelineKey(rec.P.ID, e.OccurredAt, e.ID), nil)
+}
+
+// fold applies e to rec's traits and summaries.
+func (t *tx) fold(rec *record, e *protocol.Event) {
 	t.s.cls.Apply(&rec.P, e)
 	t.dirtyP[rec.P.ID] = true
-	return t.setIn(timelinePrefix(rec.P.ID), timelineKey(rec.P.ID, e.OccurredAt, e.ID), nil)
 }
 
 func (t *tx) addMerge(rec *record, mr MergeRecord) error {
