@@ -752,16 +752,7 @@ func (q *Queue) gcLoop() {
 	defer close(q.gcDone)
 	stopPageOut := q.pageOutEvery(q.opts.PageOutInterval)
 	defer stopPageOut()
-	t := time.NewTicker(q.opts.GCInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-q.gcStop:
-			return
-		case <-t.C:
-		}
-		q.gcRound()
-	}
+	vloggc.Loop(q.db, q.opts.GCInterval, q.gcStop, q.log)
 }
 
 // gcRound runs one round of value-log GC (vloggc.Round) until Close.

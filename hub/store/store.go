@@ -338,16 +338,7 @@ func Open(opts Options) (*Store, error) {
 // gcLoop runs value-log GC every GCInterval until Close.
 func (s *Store) gcLoop() {
 	defer close(s.gcDone)
-	t := time.NewTicker(s.opts.GCInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.gcStop:
-			return
-		case <-t.C:
-		}
-		s.gcRound()
-	}
+	vloggc.Loop(s.db, s.opts.GCInterval, s.gcStop, s.log)
 }
 
 // gcRound runs one round of value-log GC (vloggc.Round) until Close.

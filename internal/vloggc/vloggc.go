@@ -5,6 +5,7 @@ package vloggc
 import (
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -33,4 +34,18 @@ func Round(db *badger.DB, stop <-chan struct{}, log *slog.Logger) (rewritten int
 		rewritten++
 	}
 	return rewritten
+}
+
+// Loop runs a Round every interval until stop is closed.
+func Loop(db *badger.DB, interval time.Duration, stop <-chan struct{}, log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		Round(db, stop, log)
+	}
 }
