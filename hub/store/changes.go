@@ -172,5 +172,6 @@ func (s *Store) ClearChanges(changes []Change) error {
 	if s.closed {
 		return ErrClosed
 	}
+	s.resume()
 	return s.commitSync(s.newTx())
 }

@@ -321,6 +321,7 @@ func (s *Store) Isolate(x protocol.Identifier) error {
 	if s.closed {
 		return ErrClosed
 	}
+	s.resume()
 	t := s.newTx()
 	n, err := t.node(x)
 	if err != nil {

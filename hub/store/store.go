@@ -10,11 +10,13 @@
 // replayed after a crash is recognised event by event as duplicates.
 //
 // Commits are pipelined: while Badger writes and fsyncs one transaction,
-// the writer resolves the next on top of it, reading the first one's
-// writes from memory. At most one transaction is in flight; the next is
-// handed to Badger only once it has landed, and is dropped if it failed.
-// CommitAsync reports durability through a callback, so that intake can
-// resolve the next group of batches before acknowledging the last.
+// a second waits its turn and the writer resolves a third on top of both,
+// reading their writes from memory. Badger has one transaction at a time;
+// the next is handed to it (from the commit callback) only once the last
+// has landed, and is dropped if that one failed, as is everything the
+// writer resolved on top of it. CommitAsync reports durability through a
+// callback, so that intake can resolve the next group of batches before
+// acknowledging the last.
 package store
 
 import (
@@ -97,6 +99,10 @@ type Options struct {
 	// valueLogFileSize, when set, replaces the value-log file size
 	// (tests: GC never rewrites the newest file).
 	valueLogFileSize int64
+	// commitFault, when set, is asked before each transaction is handed
+	// to Badger, on a goroutine of its own; an error fails the commit as
+	// a write error would, with nothing written (tests).
+	commitFault func() error
 }
 
 // Defaults of Options.CacheNodes, Options.CacheProfiles,
@@ -198,13 +204,23 @@ type Store struct {
 	// changeVersion versions change marks, so that clearing a mark never
 	// removes a newer one. Guarded by mu.
 	changeVersion uint64
-	// rview is the writer's read view of Badger: it sees every commit up
-	// to the transaction in flight, whose writes the writer reads from
-	// inflight. Both guarded by mu.
-	rview    *badger.Txn
-	inflight *tx
-	// wProfiles and wEvents are the totals including the transaction in
-	// flight, written as the persisted counters. Guarded by mu.
+	// rview is the writer's read view of Badger. pending are the
+	// transactions submitted since before it was taken, oldest first: the
+	// writer reads their writes over it. Both guarded by mu.
+	rview   *badger.Txn
+	pending []*tx
+	// committing is the transaction Badger is writing, queued the one
+	// waiting for it to land, failed the error of a transaction that
+	// failed since the writer last settled: everything submitted after it
+	// fails too. fresh is a read view taken when a transaction landed, for
+	// the writer to take up. Guarded by pipeMu.
+	pipeMu     sync.Mutex
+	committing *tx
+	queued     *tx
+	failed     error
+	fresh      *landedView
+	// wProfiles and wEvents are the totals including the pending
+	// transactions, written as the persisted counters. Guarded by mu.
 	wProfiles, wEvents int64
 	// txSizes are those of the last transaction submitted. Guarded by mu.
 	txSizes txSizes
@@ -370,8 +386,8 @@ func (s *Store) loadNodes(txn *badger.Txn) error {
 }
 
 // Close closes Badger. It waits for a running Commit and for the
-// transaction in flight, whose failure it returns too (its committer has
-// been told already).
+// transactions submitted before it, whose failure it returns too (their
+// committers have been told already).
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -381,7 +397,7 @@ func (s *Store) Close() error {
 	s.closed = true
 	close(s.gcStop)
 	<-s.gcDone
-	err := s.settle()
+	err := s.settle(0)
 	s.rview.Discard()
 	return errors.Join(err, s.db.Close())
 }
@@ -447,6 +463,7 @@ func (s *Store) CommitAsync(ctx context.Context, bs []*protocol.Batch, done func
 		done(res, ErrClosed)
 		return
 	}
+	s.resume()
 	t, err := s.resolveBatches(ctx, bs, res)
 	if err == nil {
 		t.then = func(err error) {
@@ -504,21 +521,64 @@ func (s *Store) resolveBatches(ctx context.Context, bs []*protocol.Batch, res []
 	return t, nil
 }
 
-// submit waits for the transaction in flight to land and hands t's
-// writes to Badger: t becomes the transaction in flight. If the one in
-// flight failed, t (resolved on top of it) is dropped and its error
-// returned. Callers hold mu.
+// maxAhead is how many submitted transactions may be waiting to land
+// while the writer resolves the next: one in Badger, one queued.
+const maxAhead = 2
+
+// submit hands t to the commit pipeline: Badger writes it once the
+// transactions submitted before it have landed, and t.then learns the
+// outcome. It first waits until fewer than maxAhead transactions are
+// waiting to land. If one of them failed, t (resolved on top of it) is
+// dropped and the error returned. Callers hold mu.
 func (s *Store) submit(t *tx) error {
 	if err := t.finish(); err != nil {
 		return err
 	}
-	if err := s.settle(); err != nil {
+	if err := s.settle(maxAhead - 1); err != nil {
 		return err
 	}
-	// The new view sees everything so far; t's writes are read from
-	// inflight until the next submit.
-	s.rview.Discard()
-	s.rview = s.db.NewTransaction(false)
+	t.landed = make(chan struct{})
+	s.pending = append(s.pending, t)
+	s.txSizes = txSizes{len(t.kvs), len(t.nodes), len(t.dirtyN), len(t.profiles), len(t.dirtyP), len(t.overlay)}
+	s.wProfiles += t.dProf
+	s.wEvents += t.dEvents
+	s.pipeMu.Lock()
+	failed := s.failed
+	start := failed == nil && s.committing == nil
+	switch {
+	case start:
+		s.committing = t
+	case failed == nil:
+		s.queued = t
+	}
+	s.pipeMu.Unlock()
+	switch {
+	case failed != nil:
+		s.land(t, failed)
+	case start:
+		s.commit(t)
+	}
+	return nil
+}
+
+// commit hands t's writes to Badger, which calls land when they are
+// durable or failed.
+func (s *Store) commit(t *tx) {
+	if f := s.opts.commitFault; f != nil {
+		go func() {
+			if err := f(); err != nil {
+				s.land(t, err)
+				return
+			}
+			s.write(t)
+		}()
+		return
+	}
+	s.write(t)
+}
+
+// write hands t's writes to Badger.
+func (s *Store) write(t *tx) {
 	wtx := s.db.NewTransaction(true)
 	for _, w := range t.kvs {
 		var err error
@@ -529,21 +589,36 @@ func (s *Store) submit(t *tx) error {
 		}
 		if err != nil {
 			wtx.Discard()
-			return fmt.Errorf("commit: %w", err)
+			s.land(t, err)
+			return
 		}
 	}
-	t.landed = make(chan struct{})
-	s.inflight = t
-	s.txSizes = txSizes{len(t.kvs), len(t.nodes), len(t.dirtyN), len(t.profiles), len(t.dirtyP), len(t.overlay)}
-	s.wProfiles += t.dProf
-	s.wEvents += t.dEvents
 	wtx.CommitWith(func(err error) { s.land(t, err) })
-	return nil
 }
 
-// land runs when Badger has committed t (or failed to): it publishes t's
-// state to the cache, the change list and the counters, and calls t.then.
+// land runs when Badger has committed t (or failed to, or t was dropped
+// after an earlier failure): it publishes t's state to the cache, the
+// change list and the counters, calls t.then, and hands the queued
+// transaction to Badger, or drops it if t failed.
 func (s *Store) land(t *tx, err error) {
+	s.pipeMu.Lock()
+	var next *tx
+	if s.committing == t {
+		next, s.queued = s.queued, nil
+		s.committing = nil
+		if err == nil {
+			s.committing = next
+		}
+	}
+	if err != nil && s.failed == nil {
+		s.failed = err
+	}
+	s.pipeMu.Unlock()
+	if err == nil {
+		// A view taken here, between two commits, does not wait for one
+		// (Badger's read timestamp waits for every commit under way).
+		s.publishView(t)
+	}
 	if err != nil {
 		t.err = fmt.Errorf("commit: %w", err)
 		s.cache.reset()
@@ -559,29 +634,127 @@ func (s *Store) land(t *tx, err error) {
 		s.merges.Add(t.merges)
 	}
 	close(t.landed)
+	// Badger gets the next one before t's committer hears of t; a
+	// dropped one's committer hears after it.
+	if next != nil && err == nil {
+		s.commit(next)
+	}
 	if t.then != nil {
 		t.then(t.err)
 	}
+	if next != nil && err != nil {
+		s.land(next, fmt.Errorf("%w: %w", errDropped, err))
+	}
 }
 
-// settle waits for the transaction in flight, if any, and returns its
-// error. After a failure the writer starts again from what is durable.
-// Callers hold mu.
-func (s *Store) settle() error {
-	in := s.inflight
-	if in == nil {
+// errDropped marks a transaction that was not written because one it was
+// resolved on top of failed.
+var errDropped = errors.New("dropped after an earlier commit failed")
+
+// landedView is a read view that sees every transaction up to upTo.
+type landedView struct {
+	txn  *badger.Txn
+	upTo *tx
+}
+
+// publishView takes a read view that sees t, which has just landed, and
+// leaves it for the writer in place of an older one it did not take up.
+func (s *Store) publishView(t *tx) {
+	v := &landedView{txn: s.db.NewTransaction(false), upTo: t}
+	s.pipeMu.Lock()
+	old := s.fresh
+	s.fresh = v
+	s.pipeMu.Unlock()
+	if old != nil {
+		old.txn.Discard()
+	}
+}
+
+// settle waits until at most ahead submitted transactions have not
+// landed, and takes up the newest read view: the transactions it sees
+// leave pending. If one failed, it waits for all of them, starts the
+// writer again from what is durable, and returns the error. Callers hold
+// mu.
+func (s *Store) settle(ahead int) error {
+	if n := len(s.pending) - ahead; n > 0 {
+		<-s.pending[n-1].landed
+	}
+	for _, t := range s.pending {
+		if !t.hasLanded() {
+			break
+		}
+		if t.err != nil {
+			return s.restart(t.err)
+		}
+	}
+	s.pipeMu.Lock()
+	v := s.fresh
+	s.fresh = nil
+	s.pipeMu.Unlock()
+	if v == nil {
 		return nil
 	}
-	<-in.landed
-	if in.err == nil {
+	i := slices.Index(s.pending, v.upTo)
+	if i < 0 {
+		// Taken before a restart: older than the writer's view.
+		v.txn.Discard()
 		return nil
 	}
-	s.inflight = nil
+	s.rview.Discard()
+	s.rview = v.txn
+	clear(s.pending[:i+1])
+	s.pending = append(s.pending[:0], s.pending[i+1:]...)
+	return nil
+}
+
+// restart waits for every submitted transaction to land or be dropped
+// after the failure err, and starts the writer again from what is
+// durable. It returns err. Callers hold mu.
+func (s *Store) restart(err error) error {
+	for _, t := range s.pending {
+		<-t.landed
+	}
+	clear(s.pending)
+	s.pending = s.pending[:0]
+	s.pipeMu.Lock()
+	s.failed = nil
+	v := s.fresh
+	s.fresh = nil
+	s.pipeMu.Unlock()
+	if v != nil {
+		v.txn.Discard()
+	}
 	s.rview.Discard()
 	s.rview = s.db.NewTransaction(false)
 	s.wProfiles, s.wEvents = s.profiles.Load(), s.events.Load()
 	s.cache.reset()
-	return in.err
+	return err
+}
+
+// resume starts the writer again from what is durable if a pending
+// transaction failed: what it resolves next would otherwise be dropped
+// for a failure that its committers have heard of already. Only a new
+// writing call may resume: a call whose own transaction failed must fail.
+// Callers hold mu.
+func (s *Store) resume() {
+	for _, t := range s.pending {
+		if !t.hasLanded() {
+			return
+		}
+		if t.err != nil {
+			_ = s.restart(t.err)
+			return
+		}
+	}
+}
+
+func (t *tx) hasLanded() bool {
+	select {
+	case <-t.landed:
+		return true
+	default:
+		return false
+	}
 }
 
 // commitSync submits t and waits until it has landed. Callers hold mu.
@@ -683,13 +856,13 @@ func (t *tx) write(w kvWrite) {
 }
 
 // get calls fn with the value of k as the transaction sees it: its own
-// writes, then those of the transaction in flight, then Badger. It
-// reports whether k exists. fn must not keep v.
+// writes, then those of the pending transactions, newest first, then
+// Badger. It reports whether k exists. fn must not keep v.
 func (t *tx) get(k []byte, fn func(v []byte) error) (bool, error) {
 	if i, ok := t.index[string(k)]; ok {
 		return t.kvs[i].found(fn)
 	}
-	if in := t.s.inflight; in != nil {
+	for _, in := range slices.Backward(t.s.pending) {
 		if i, ok := in.index[string(k)]; ok {
 			return in.kvs[i].found(fn)
 		}
@@ -789,7 +962,7 @@ func (t *tx) finish() error {
 		}
 	}
 	// The counters are written whole from the writer's totals: reading
-	// them back would have to look through the transaction in flight.
+	// them back would have to look through the pending transactions.
 	if t.dProf != 0 {
 		t.put(counterKey("profiles"), beAppend(nil, uint64(t.s.wProfiles+t.dProf)))
 	}
@@ -800,12 +973,12 @@ func (t *tx) finish() error {
 }
 
 // node returns x's node for this transaction to change: its own, or a
-// clone of the one in flight, cached, or stored.
+// clone of a pending one's, the cached, or the stored one.
 func (t *tx) node(x protocol.Identifier) (*node, error) {
 	if n, ok := t.nodes[x]; ok {
 		return n, nil
 	}
-	if in := t.s.inflight; in != nil {
+	for _, in := range slices.Backward(t.s.pending) {
 		if n, ok := in.nodes[x]; ok {
 			n = n.clone()
 			t.nodes[x] = n
@@ -832,9 +1005,12 @@ func (t *tx) node(x protocol.Identifier) (*node, error) {
 func (t *tx) profile(pid string) (*record, error) {
 	r, ok := t.profiles[pid]
 	if !ok {
-		if in := t.s.inflight; in != nil {
-			if r, ok = in.profiles[pid]; ok && r != nil {
-				r = r.clone()
+		for _, in := range slices.Backward(t.s.pending) {
+			if r, ok = in.profiles[pid]; ok {
+				if r != nil {
+					r = r.clone()
+				}
+				break
 			}
 		}
 	}
@@ -1247,7 +1423,7 @@ func (t *tx) absorb(surv, o *record) error {
 // sees it (its own writes included). Keys and values are copies.
 //
 // The committed keys come from the writer's read view, the writes of the
-// transaction in flight and of this one from their overlays.
+// pending transactions and of this one from their overlays.
 // Only the prefixes that writes name (setIn, delIn) may be scanned:
 // timelinePrefix, mergePrefix and crossPrefix.
 func (t *tx) scan(prefix []byte, fn func(k, v []byte) error) error {
@@ -1257,9 +1433,18 @@ func (t *tx) scan(prefix []byte, fn func(k, v []byte) error) error {
 	type kv struct{ k, v []byte }
 	var found []kv
 	own := t.overlay[string(prefix)]
-	if in := t.s.inflight; in != nil && len(in.overlay[string(prefix)]) > 0 {
-		// The writes in flight, then this transaction's over them.
-		merged := maps.Clone(in.overlay[string(prefix)])
+	var merged map[string]overlayWrite
+	for _, in := range t.s.pending {
+		// The pending writes, oldest first, then this transaction's over
+		// them.
+		if w := in.overlay[string(prefix)]; len(w) > 0 {
+			if merged == nil {
+				merged = make(map[string]overlayWrite, len(w)+len(own))
+			}
+			maps.Copy(merged, w)
+		}
+	}
+	if merged != nil {
 		maps.Copy(merged, own)
 		own = merged
 	}
@@ -1285,13 +1470,13 @@ func (t *tx) scan(prefix []byte, fn func(k, v []byte) error) error {
 		}
 		it.Close()
 	}
-	merged := len(found)
+	committed := len(found)
 	for k, w := range own {
 		if !w.deleted {
 			found = append(found, kv{[]byte(k), slices.Clone(w.val)})
 		}
 	}
-	if merged != len(found) {
+	if committed != len(found) {
 		slices.SortFunc(found, func(a, b kv) int { return bytes.Compare(a.k, b.k) })
 	}
 	for _, e := range found {
@@ -1303,7 +1488,7 @@ func (t *tx) scan(prefix []byte, fn func(k, v []byte) error) error {
 }
 
 // createdSinceView reports whether prefix is the timeline or merge prefix
-// of a profile created by t or by the transaction in flight: the read view
+// of a profile created by t or by a pending transaction: the read view
 // holds no key under it, and a scan need not open an iterator (a seek into
 // every memtable and table).
 func (t *tx) createdSinceView(prefix []byte) bool {
@@ -1314,8 +1499,12 @@ func (t *tx) createdSinceView(prefix []byte) bool {
 	if t.created[string(pid)] {
 		return true
 	}
-	in := t.s.inflight
-	return in != nil && in.created[string(pid)]
+	for _, in := range t.s.pending {
+		if in.created[string(pid)] {
+			return true
+		}
+	}
+	return false
 }
 
 // scanned reports whether keys of table are kept in a transaction's

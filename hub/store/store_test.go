@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -16,6 +17,16 @@ import (
 	"github.com/unico-cdp/unico/hub/profile"
 	"github.com/unico-cdp/unico/protocol"
 )
+
+// openCheck opens a store closed when one property check ends.
+func openCheck(rt *rapid.T, t *testing.T) *Store {
+	s, err := Open(Options{Dir: t.TempDir()})
+	if err != nil {
+		rt.Fatal(err)
+	}
+	rt.Cleanup(func() { s.Close() })
+	return s
+}
 
 func open(t testing.TB) *Store {
 	t.Helper()
@@ -105,14 +116,16 @@ func TestStoreOrderIndependence(t *testing.T) {
 			}
 			evs = append(evs, order(fmt.Sprintf("e%03d", i), rapid.IntRange(0, 50).Draw(rt, "min"), float64(rapid.IntRange(1, 9999).Draw(rt, "rev"))/100, fmt.Sprintf("s%d", i%3), ids...))
 		}
-		a := open(t)
+		// Closed at the end of each check: stores left open until the
+		// test ends would all run their background work meanwhile.
+		a := openCheck(rt, t)
 		for _, e := range evs {
 			commit(t, a, e)
 		}
 		perm := rapid.Permutation(evs).Draw(rt, "perm")
 		dups := rapid.SliceOfN(rapid.SampledFrom(evs), 0, 8).Draw(rt, "dups")
 		// b gets them pipelined: CommitAsync without waiting, in small
-		// transactions, so that most resolve on top of one in flight, and
+		// transactions, so that most resolve on top of pending ones, and
 		// with node and event caches small enough to evict.
 		b, err := Open(Options{Dir: t.TempDir(), MaxTxnEvents: rapid.IntRange(1, 3).Draw(rt, "txn"),
 			CacheNodes: rapid.IntRange(1, 60).Draw(rt, "cacheNodes"), CacheEvents: rapid.IntRange(1, 20).Draw(rt, "cacheEvents")})
@@ -165,6 +178,100 @@ func TestStoreOrderIndependence(t *testing.T) {
 		}
 		if a.Stats().Events != int64(len(evs)) || b.Stats().Events != int64(len(evs)) {
 			rt.Fatalf("events counted %d and %d, want %d", a.Stats().Events, b.Stats().Events, len(evs))
+		}
+	})
+}
+
+// TestFailedCommitDropsLaterOnes fails some of Badger's commits while
+// groups are pipelined: a failed transaction's group hears the error, so
+// do the groups resolved on top of it (never written), and once the
+// failed groups are sent again the store holds what an undisturbed one
+// holds. A group resolved after the failure was known does not fail.
+func TestFailedCommitDropsLaterOnes(t *testing.T) {
+	types := []string{protocol.IDLoyaltyID, protocol.IDEmail, protocol.IDPhone, protocol.IDAnonymousID}
+	rapid.Check(t, func(rt *rapid.T) {
+		n := rapid.IntRange(1, 25).Draw(rt, "n")
+		var evs []protocol.Event
+		for i := 0; i < n; i++ {
+			k := rapid.IntRange(1, 3).Draw(rt, "k")
+			var ids []protocol.Identifier
+			for j := 0; j < k; j++ {
+				typ := rapid.SampledFrom(types).Draw(rt, "type")
+				ids = append(ids, id(typ, fmt.Sprintf("%s-%d", typ[:2], rapid.IntRange(0, 4).Draw(rt, "v"))))
+			}
+			evs = append(evs, order(fmt.Sprintf("e%03d", i), rapid.IntRange(0, 50).Draw(rt, "min"), float64(rapid.IntRange(1, 9999).Draw(rt, "rev"))/100, "s1", ids...))
+		}
+		// Closed at the end of each check: stores left open until the
+		// test ends would all run their background work meanwhile.
+		a := openCheck(rt, t)
+		for _, e := range evs {
+			commit(t, a, e)
+		}
+		failing := map[int]bool{}
+		for _, c := range rapid.SliceOfN(rapid.IntRange(0, 12), 1, 4).Draw(rt, "failing") {
+			failing[c] = true
+		}
+		var commits, failed atomic.Int64
+		var b *Store
+		// submitted is set once a round has handed all its groups over.
+		var submitted atomic.Bool
+		b, err := Open(Options{Dir: t.TempDir(), MaxTxnEvents: rapid.IntRange(1, 3).Draw(rt, "txn"),
+			CacheNodes: rapid.IntRange(1, 60).Draw(rt, "cacheNodes"),
+			commitFault: func() error {
+				if !failing[int(commits.Add(1))-1] {
+					return nil
+				}
+				failed.Add(1)
+				// Fail once the writer has queued a transaction on top of
+				// this one, or has no more to submit (or is stuck).
+				for deadline := time.Now().Add(2 * time.Second); !submitted.Load() && time.Now().Before(deadline); {
+					b.pipeMu.Lock()
+					queued := b.queued != nil
+					b.pipeMu.Unlock()
+					if queued {
+						break
+					}
+					time.Sleep(50 * time.Microsecond)
+				}
+				return errors.New("injected write error")
+			}})
+		if err != nil {
+			rt.Fatal(err)
+		}
+		defer b.Close()
+		var groups [][]protocol.Event
+		for rest := evs; len(rest) > 0; {
+			k := min(len(rest), rapid.IntRange(1, 4).Draw(rt, "group"))
+			groups, rest = append(groups, rest[:k]), rest[k:]
+		}
+		for round := 0; len(groups) > 0; round++ {
+			if round > 2*len(failing)+1 {
+				rt.Fatalf("groups still failing after %d rounds", round)
+			}
+			var mu sync.Mutex
+			var wg sync.WaitGroup
+			var again [][]protocol.Event
+			submitted.Store(false)
+			for _, g := range groups {
+				wg.Add(1)
+				b.CommitAsync(context.Background(), []*protocol.Batch{{Tenant: "t", EdgeID: "e1", Events: g}}, func(_ []Result, err error) {
+					defer wg.Done()
+					if err != nil {
+						mu.Lock()
+						again = append(again, g)
+						mu.Unlock()
+					}
+				})
+			}
+			submitted.Store(true)
+			wg.Wait()
+			groups = again
+		}
+		if diff := cmp.Diff(snap(t, a), snap(t, b)); diff != "" {
+			rt.Fatalf("store after failed commits and retries differs (-undisturbed +retried):\n%s", diff)
+		}
+		if got := b.Stats().Events; got != int64(len(evs)) {
+			rt.Fatalf("events counted %d, want %d (%d commits failed)", got, len(evs), failed.Load())
 		}
 	})
 }
