@@ -67,29 +67,40 @@ func parseNodeKey(k string) (protocol.Identifier, bool) {
 func crossPrefix(x protocol.Identifier) []byte { return append(identKey(tCross, x), 0) }
 
 func crossKey(x protocol.Identifier, eventID string) []byte {
-	return append(crossPrefix(x), eventID...)
+	k := make([]byte, 0, 3+len(x.Type)+len(x.Value)+len(eventID))
+	k = append(k, tCross)
+	k = append(k, x.Type...)
+	k = append(k, 0)
+	k = append(k, x.Value...)
+	k = append(k, 0)
+	return append(k, eventID...)
 }
 
 func profileKey(id string) []byte { return append([]byte{tProfile}, id...) }
 
-func timelinePrefix(pid string) []byte {
-	k := append([]byte{tTimeline}, pid...)
+// prefixed returns table, pid and a 0, with room for more bytes.
+func prefixed(table byte, pid string, more int) []byte {
+	k := make([]byte, 0, 2+len(pid)+more)
+	k = append(k, table)
+	k = append(k, pid...)
 	return append(k, 0)
 }
 
+func timelinePrefix(pid string) []byte { return prefixed(tTimeline, pid, 0) }
+
+// timelinePrefixLen is the length of timelinePrefix(pid).
+func timelinePrefixLen(pid string) int { return 2 + len(pid) }
+
 func timelineKey(pid string, at time.Time, eventID string) []byte {
-	k := timelinePrefix(pid)
+	k := prefixed(tTimeline, pid, 8+len(eventID))
 	k = binary.BigEndian.AppendUint64(k, uint64(at.UnixNano()))
 	return append(k, eventID...)
 }
 
-func mergePrefix(pid string) []byte {
-	k := append([]byte{tMerge}, pid...)
-	return append(k, 0)
-}
+func mergePrefix(pid string) []byte { return prefixed(tMerge, pid, 0) }
 
 func mergeKey(pid string, seq uint64) []byte {
-	return binary.BigEndian.AppendUint64(mergePrefix(pid), seq)
+	return binary.BigEndian.AppendUint64(prefixed(tMerge, pid, 8), seq)
 }
 
 func redirectKey(pid string) []byte { return append([]byte{tRedirect}, pid...) }

@@ -797,6 +797,9 @@ type tx struct {
 	dProf   int64
 	dEvents int64
 	merges  int64
+	// scratch and counts are plan's, reused from event to event.
+	scratch plan
+	counts  []typeCount
 
 	// landed is closed once Badger committed the transaction or failed
 	// to (err); then runs after that.
@@ -1158,10 +1161,12 @@ type plan struct {
 	shared []protocol.Identifier
 }
 
-// plan classifies e without changing any state.
+// plan classifies e without changing any state. The plan is t's scratch,
+// valid until the next call.
 func (t *tx) plan(e *protocol.Event) (*plan, error) {
 	r := t.s.rules
-	p := &plan{ids: r.Identifiers(e)}
+	p := &t.scratch
+	*p = plan{ids: r.Identifiers(e), active: p.active[:0], pids: p.pids[:0]}
 	for _, x := range p.ids {
 		n, err := t.node(x)
 		if err != nil {
@@ -1215,13 +1220,23 @@ func (t *tx) plan(e *protocol.Event) (*plan, error) {
 	// run of a type), and the active ones that are in none of them (an
 	// active identifier with a profile is in it: its node names one of
 	// p.pids).
-	counts := make(map[string]int)
+	// A handful of limited types: a list beats a map.
+	counts := t.counts[:0]
 	lastType, lastLimited := "", false
-	limited := func(typ string) bool {
+	count := func(typ string) {
 		if typ != lastType {
 			lastType, lastLimited = typ, r.Limited(typ)
 		}
-		return lastLimited
+		if !lastLimited {
+			return
+		}
+		for i := range counts {
+			if counts[i].typ == typ {
+				counts[i].n++
+				return
+			}
+		}
+		counts = append(counts, typeCount{typ, 1})
 	}
 	for _, pid := range p.pids {
 		rec, err := t.profile(pid)
@@ -1229,22 +1244,26 @@ func (t *tx) plan(e *protocol.Event) (*plan, error) {
 			return nil, fmt.Errorf("profile %s of a node: %w", pid, err)
 		}
 		for _, x := range rec.P.Identifiers {
-			if limited(x.Type) {
-				counts[x.Type]++
-			}
+			count(x.Type)
 		}
 	}
 	for _, x := range p.active {
-		if t.nodes[x].P == "" && limited(x.Type) {
-			counts[x.Type]++
+		if t.nodes[x].P == "" {
+			count(x.Type)
 		}
 	}
-	for typ, c := range counts {
-		if c > r.Rule(typ).MaxPerProfile {
+	for _, c := range counts {
+		if c.n > r.Rule(c.typ).MaxPerProfile {
 			p.reason = "limit"
 		}
 	}
+	t.counts = counts
 	return p, nil
+}
+
+type typeCount struct {
+	typ string
+	n   int
 }
 
 // resolve carries out plan p for e: it records co-occurrences, then links
@@ -1365,7 +1384,8 @@ func (t *tx) link(e *protocol.Event, active []protocol.Identifier, pids []string
 // own folds e into rec and writes its timeline entry.
 func (t *tx) own(rec *record, e *protocol.Event) error {
 	t.fold(rec, e)
-	return t.setIn(timelinePrefix(rec.P.ID), timelineKey(rec.P.ID, e.OccurredAt, e.ID), nil)
+	k := timelineKey(rec.P.ID, e.OccurredAt, e.ID)
+	return t.setIn(k[:timelinePrefixLen(rec.P.ID)], k, nil)
 }
 
 // fold applies e to rec's traits and summaries.
