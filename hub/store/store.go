@@ -601,6 +601,12 @@ func (s *Store) write(t *tx) {
 // change list and the counters, calls t.then, and hands the queued
 // transaction to Badger, or drops it if t failed.
 func (s *Store) land(t *tx, err error) {
+	if err == nil {
+		// A view taken while t still is the transaction committing, so
+		// that no commit is under way, does not wait for one (Badger's
+		// read timestamp waits for every commit under way).
+		s.publishView(t)
+	}
 	s.pipeMu.Lock()
 	var next *tx
 	if s.committing == t {
@@ -614,11 +620,6 @@ func (s *Store) land(t *tx, err error) {
 		s.failed = err
 	}
 	s.pipeMu.Unlock()
-	if err == nil {
-		// A view taken here, between two commits, does not wait for one
-		// (Badger's read timestamp waits for every commit under way).
-		s.publishView(t)
-	}
 	if err != nil {
 		t.err = fmt.Errorf("commit: %w", err)
 		s.cache.reset()
