@@ -197,9 +197,12 @@ func (t *tx) rewrite(c *component, causeEvent, reason string) error {
 		rec.Conflicted = res.Conflicted[gi]
 		for _, x := range g {
 			rec.P.AddIdentifier(x)
-			n, _ := t.node(x)
-			n.P = rec.P.ID
-			t.dirtyN[x] = true
+			// Most nodes of a re-partitioned component keep their
+			// profile: only those that change are written.
+			if n, _ := t.node(x); n.P != rec.P.ID {
+				n.P = rec.P.ID
+				t.dirtyN[x] = true
+			}
 		}
 		recs[gi] = rec
 	}
