@@ -209,14 +209,14 @@ type Store struct {
 	// writer reads their writes over it. Both guarded by mu.
 	rview   *badger.Txn
 	pending []*tx
-	// committing is the transaction Badger is writing, queued the one
-	// waiting for it to land, failed the error of a transaction that
+	// committing is the transaction Badger is writing, queued those
+	// waiting for it to land, oldest first, failed the error of a transaction that
 	// failed since the writer last settled: everything submitted after it
 	// fails too. fresh is a read view taken when a transaction landed, for
 	// the writer to take up. Guarded by pipeMu.
 	pipeMu     sync.Mutex
 	committing *tx
-	queued     *tx
+	queued     []*tx
 	failed     error
 	fresh      *landedView
 	// wProfiles and wEvents are the totals including the pending
@@ -522,7 +522,7 @@ func (s *Store) resolveBatches(ctx context.Context, bs []*protocol.Batch, res []
 }
 
 // maxAhead is how many submitted transactions may be waiting to land
-// while the writer resolves the next: one in Badger, one queued.
+// while the writer resolves the next: one in Badger, the others queued.
 const maxAhead = 2
 
 // submit hands t to the commit pipeline: Badger writes it once the
@@ -549,7 +549,7 @@ func (s *Store) submit(t *tx) error {
 	case start:
 		s.committing = t
 	case failed == nil:
-		s.queued = t
+		s.queued = append(s.queued, t)
 	}
 	s.pipeMu.Unlock()
 	switch {
@@ -598,8 +598,8 @@ func (s *Store) write(t *tx) {
 
 // land runs when Badger has committed t (or failed to, or t was dropped
 // after an earlier failure): it publishes t's state to the cache, the
-// change list and the counters, calls t.then, and hands the queued
-// transaction to Badger, or drops it if t failed.
+// change list and the counters, calls t.then, and hands the next queued
+// transaction to Badger, or drops them all if t failed.
 func (s *Store) land(t *tx, err error) {
 	if err == nil {
 		// A view taken while t still is the transaction committing, so
@@ -609,10 +609,15 @@ func (s *Store) land(t *tx, err error) {
 	}
 	s.pipeMu.Lock()
 	var next *tx
+	var dropped []*tx
 	if s.committing == t {
-		next, s.queued = s.queued, nil
 		s.committing = nil
-		if err == nil {
+		switch {
+		case err != nil:
+			dropped, s.queued = s.queued, nil
+		case len(s.queued) > 0:
+			next = s.queued[0]
+			s.queued = slices.Delete(s.queued, 0, 1)
 			s.committing = next
 		}
 	}
@@ -635,16 +640,16 @@ func (s *Store) land(t *tx, err error) {
 		s.merges.Add(t.merges)
 	}
 	close(t.landed)
-	// Badger gets the next one before t's committer hears of t; a
-	// dropped one's committer hears after it.
-	if next != nil && err == nil {
+	// Badger gets the next one before t's committer hears of t; the
+	// committers of dropped ones hear after it.
+	if next != nil {
 		s.commit(next)
 	}
 	if t.then != nil {
 		t.then(t.err)
 	}
-	if next != nil && err != nil {
-		s.land(next, fmt.Errorf("%w: %w", errDropped, err))
+	for _, d := range dropped {
+		s.land(d, fmt.Errorf("%w: %w", errDropped, err))
 	}
 }
 
