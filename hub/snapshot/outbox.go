@@ -84,6 +84,11 @@ type edge struct {
 	backoff  int       // consecutive ack timeouts
 	oldest   time.Time // enqueue time of the oldest outbox entry
 	dirty    bool
+	// index mirrors the edge's index keys (profile → seq of its newest
+	// outbox entry), loaded with its state and kept with every write, so
+	// that enqueue and deleteEntries need not read them back from Badger.
+	// A failed write reloads it from disk with the rest (reload).
+	index map[string]uint64
 }
 
 func (e *edge) key() string { return e.st.Tenant + "/" + e.st.Edge }
@@ -182,6 +187,9 @@ func (m *Manager) load() error {
 			if err := m.findOldest(txn, e); err != nil {
 				return err
 			}
+			if err := loadIndex(txn, e); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -208,6 +216,28 @@ func (m *Manager) addEdge(e *edge) {
 	if e.st.Num >= m.nextNum {
 		m.nextNum = e.st.Num + 1
 	}
+}
+
+// loadIndex reads e's index keys into e.index.
+func loadIndex(txn *badger.Txn, e *edge) error {
+	e.index = map[string]uint64{}
+	prefix := numPrefix(kIndex, e.st.Num)
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = prefix
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		pid := string(it.Item().Key()[len(prefix):])
+		if err := it.Item().Value(func(v []byte) error {
+			if len(v) == 8 {
+				e.index[pid] = binary.BigEndian.Uint64(v)
+			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("outbox index of %s: %w", e.key(), err)
+		}
+	}
+	return nil
 }
 
 // findOldest sets e.oldest from the first outbox entry still present.
@@ -360,24 +390,8 @@ func (m *Manager) processChanges() (int, error) {
 // same profile is reused: content is read at send time, so ten changes
 // while the edge is offline cost one snapshot.
 func (m *Manager) enqueue(txn *badger.Txn, e *edge, pid string, tomb bool, now time.Time) error {
-	ik := indexKey(e.st.Num, pid)
-	item, err := txn.Get(ik)
-	switch {
-	case err == nil:
-		var seq uint64
-		if err := item.Value(func(v []byte) error {
-			if len(v) == 8 {
-				seq = binary.BigEndian.Uint64(v)
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-		if seq > e.st.SentEntry {
-			return nil // pending: coalesced
-		}
-	case !errors.Is(err, badger.ErrKeyNotFound):
-		return err
+	if seq, ok := e.index[pid]; ok && seq > e.st.SentEntry {
+		return nil // pending: coalesced
 	}
 	seq := e.st.NextEntry
 	if seq == 0 {
@@ -392,7 +406,14 @@ func (m *Manager) enqueue(txn *badger.Txn, e *edge, pid string, tomb bool, now t
 	if err := txn.Set(entryKey(e.st.Num, seq), entryValue(tomb, now, pid)); err != nil {
 		return err
 	}
-	return txn.Set(ik, binary.BigEndian.AppendUint64(nil, seq))
+	if err := txn.Set(indexKey(e.st.Num, pid), binary.BigEndian.AppendUint64(nil, seq)); err != nil {
+		return err
+	}
+	if e.index == nil {
+		e.index = map[string]uint64{}
+	}
+	e.index[pid] = seq
+	return nil
 }
 
 // handleAck applies an edge's ack or resume message (both carry the
@@ -497,27 +518,11 @@ func (m *Manager) deleteEntries(txn *badger.Txn, e *edge, from, to uint64) error
 			return err
 		}
 		e.st.Outbox--
-		ik := indexKey(e.st.Num, pids[i])
-		item, err := txn.Get(ik)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		var cur uint64
-		if err := item.Value(func(v []byte) error {
-			if len(v) == 8 {
-				cur = binary.BigEndian.Uint64(v)
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-		if cur == seqs[i] {
-			if err := txn.Delete(ik); err != nil {
+		if cur, ok := e.index[pids[i]]; ok && cur == seqs[i] {
+			if err := txn.Delete(indexKey(e.st.Num, pids[i])); err != nil {
 				return err
 			}
+			delete(e.index, pids[i])
 		}
 	}
 	e.st.Outbox = max(e.st.Outbox, 0)
@@ -531,6 +536,7 @@ func (m *Manager) reset(e *edge, seq uint64, now time.Time) error {
 		if err := m.db.DropPrefix(numPrefix(kEntry, e.st.Num), numPrefix(kIndex, e.st.Num)); err != nil {
 			return fmt.Errorf("drop outbox: %w", err)
 		}
+		clear(e.index)
 	}
 	e.st.Acked, e.st.NextSeq = seq, seq+1
 	if e.st.NextEntry == 0 {

@@ -3,9 +3,11 @@ package snapshot
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/unico-cdp/unico/protocol"
@@ -166,6 +168,10 @@ func TestCoalesce(t *testing.T) {
 	r.connect("e1")
 	r.sync()
 	for i := range 10 {
+		if i == 5 {
+			// The pending entry is found again after a restart.
+			r.reopen()
+		}
 		r.src.put("a", map[string]int64{"e1": int64(i + 1)}, "v"+string(rune('0'+i)))
 		if _, err := r.m.processChanges(); err != nil {
 			t.Fatal(err)
@@ -206,6 +212,15 @@ func TestCrashSafety(t *testing.T) {
 	}
 	r.edges["e1"].apply(sent[0])
 	r.ack("e1", r.edges["e1"].applied)
+	// The in-memory outbox index is what the index keys say.
+	e := r.m.edges["t/e1"]
+	mem := maps.Clone(e.index)
+	if err := r.m.db.View(func(txn *badger.Txn) error { return loadIndex(txn, e) }); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(e.index, mem); d != "" || len(mem) != 90 {
+		t.Fatalf("outbox index of %d profiles (-disk +memory):\n%s", len(mem), d)
+	}
 	before := r.m.edges["t/e1"].st
 	r.reopen()
 	after := r.m.edges["t/e1"].st
