@@ -102,20 +102,27 @@ func commit(t testing.TB, s *Store, evs ...protocol.Event) Result {
 	return res
 }
 
+// drawOrders draws 1 to maxN orders, each with 1 to 3 identifiers of
+// types whose values are 0 to maxValue, at sites s0 to s<sites-1>.
+func drawOrders(rt *rapid.T, types []string, maxN, maxValue, sites int) []protocol.Event {
+	n := rapid.IntRange(1, maxN).Draw(rt, "n")
+	var evs []protocol.Event
+	for i := 0; i < n; i++ {
+		k := rapid.IntRange(1, 3).Draw(rt, "k")
+		var ids []protocol.Identifier
+		for j := 0; j < k; j++ {
+			typ := rapid.SampledFrom(types).Draw(rt, "type")
+			ids = append(ids, id(typ, fmt.Sprintf("%s-%d", typ[:2], rapid.IntRange(0, maxValue).Draw(rt, "v"))))
+		}
+		evs = append(evs, order(fmt.Sprintf("e%03d", i), rapid.IntRange(0, 50).Draw(rt, "min"), float64(rapid.IntRange(1, 9999).Draw(rt, "rev"))/100, fmt.Sprintf("s%d", i%sites), ids...))
+	}
+	return evs
+}
+
 func TestStoreOrderIndependence(t *testing.T) {
 	types := []string{protocol.IDUserID, protocol.IDLoyaltyID, protocol.IDEmail, protocol.IDPhone, protocol.IDAnonymousID}
 	rapid.Check(t, func(rt *rapid.T) {
-		n := rapid.IntRange(1, 30).Draw(rt, "n")
-		var evs []protocol.Event
-		for i := 0; i < n; i++ {
-			k := rapid.IntRange(1, 3).Draw(rt, "k")
-			var ids []protocol.Identifier
-			for j := 0; j < k; j++ {
-				typ := rapid.SampledFrom(types).Draw(rt, "type")
-				ids = append(ids, id(typ, fmt.Sprintf("%s-%d", typ[:2], rapid.IntRange(0, 5).Draw(rt, "v"))))
-			}
-			evs = append(evs, order(fmt.Sprintf("e%03d", i), rapid.IntRange(0, 50).Draw(rt, "min"), float64(rapid.IntRange(1, 9999).Draw(rt, "rev"))/100, fmt.Sprintf("s%d", i%3), ids...))
-		}
+		evs := drawOrders(rt, types, 30, 5, 3)
 		// Closed at the end of each check: stores left open until the
 		// test ends would all run their background work meanwhile.
 		a := openCheck(rt, t)
@@ -190,17 +197,7 @@ func TestStoreOrderIndependence(t *testing.T) {
 func TestFailedCommitDropsLaterOnes(t *testing.T) {
 	types := []string{protocol.IDLoyaltyID, protocol.IDEmail, protocol.IDPhone, protocol.IDAnonymousID}
 	rapid.Check(t, func(rt *rapid.T) {
-		n := rapid.IntRange(1, 25).Draw(rt, "n")
-		var evs []protocol.Event
-		for i := 0; i < n; i++ {
-			k := rapid.IntRange(1, 3).Draw(rt, "k")
-			var ids []protocol.Identifier
-			for j := 0; j < k; j++ {
-				typ := rapid.SampledFrom(types).Draw(rt, "type")
-				ids = append(ids, id(typ, fmt.Sprintf("%s-%d", typ[:2], rapid.IntRange(0, 4).Draw(rt, "v"))))
-			}
-			evs = append(evs, order(fmt.Sprintf("e%03d", i), rapid.IntRange(0, 50).Draw(rt, "min"), float64(rapid.IntRange(1, 9999).Draw(rt, "rev"))/100, "s1", ids...))
-		}
+		evs := drawOrders(rt, types, 25, 4, 1)
 		// Closed at the end of each check: stores left open until the
 		// test ends would all run their background work meanwhile.
 		a := openCheck(rt, t)
