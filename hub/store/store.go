@@ -210,10 +210,10 @@ type Store struct {
 	rview   *badger.Txn
 	pending []*tx
 	// committing is the transaction Badger is writing, queued those
-	// waiting for it to land, oldest first, failed the error of a transaction that
-	// failed since the writer last settled: everything submitted after it
-	// fails too. fresh is a read view taken when a transaction landed, for
-	// the writer to take up. Guarded by pipeMu.
+	// waiting for it to land (oldest first), failed the error of a
+	// transaction that failed since the writer last settled: everything
+	// submitted after it fails too. fresh is a read view taken when a
+	// transaction landed, for the writer to take up. Guarded by pipeMu.
 	pipeMu     sync.Mutex
 	committing *tx
 	queued     []*tx
@@ -601,11 +601,12 @@ func (s *Store) write(t *tx) {
 // change list and the counters, calls t.then, and hands the next queued
 // transaction to Badger, or drops them all if t failed.
 func (s *Store) land(t *tx, err error) {
+	var view *landedView
 	if err == nil {
 		// A view taken while t still is the transaction committing, so
 		// that no commit is under way, does not wait for one (Badger's
 		// read timestamp waits for every commit under way).
-		s.publishView(t)
+		view = &landedView{txn: s.db.NewTransaction(false), upTo: t}
 	}
 	s.pipeMu.Lock()
 	var next *tx
@@ -638,6 +639,9 @@ func (s *Store) land(t *tx, err error) {
 		s.profiles.Add(t.dProf)
 		s.events.Add(t.dEvents)
 		s.merges.Add(t.merges)
+		// Only now: the writer, taking up the view, stops reading t's
+		// nodes and profiles from pending and reads them from the cache.
+		s.publishView(view)
 	}
 	close(t.landed)
 	// Badger gets the next one before t's committer hears of t; the
@@ -663,10 +667,10 @@ type landedView struct {
 	upTo *tx
 }
 
-// publishView takes a read view that sees t, which has just landed, and
-// leaves it for the writer in place of an older one it did not take up.
-func (s *Store) publishView(t *tx) {
-	v := &landedView{txn: s.db.NewTransaction(false), upTo: t}
+// publishView leaves v, a view that sees a transaction that has landed
+// and whose state is in the cache, for the writer in place of an older one
+// it did not take up.
+func (s *Store) publishView(v *landedView) {
 	s.pipeMu.Lock()
 	old := s.fresh
 	s.fresh = v
