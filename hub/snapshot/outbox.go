@@ -169,6 +169,7 @@ func (b badgerLogger) Debugf(string, ...any)       {}
 // load reads every edge's state.
 func (m *Manager) load() error {
 	m.edges = map[string]*edge{}
+	m.members = map[string][]uint32{}
 	m.byNum = map[uint32]*edge{}
 	m.byEdgeID = map[string][]*edge{}
 	m.byRegion = map[string][]*edge{}
@@ -347,7 +348,7 @@ func (m *Manager) processChanges() (int, error) {
 		if c.Profile != nil && c.MergedInto == "" && c.Profile.ID == c.ProfileID {
 			should = m.targets(c.Profile)
 		}
-		held, err := readMembers(txn, c.ProfileID)
+		held, err := m.readMembers(txn, c.ProfileID)
 		if err != nil {
 			return fail(err)
 		}
@@ -355,7 +356,7 @@ func (m *Manager) processChanges() (int, error) {
 			if err := commit(); err != nil {
 				return fail(err)
 			}
-			if held, err = readMembers(txn, c.ProfileID); err != nil {
+			if held, err = m.readMembers(txn, c.ProfileID); err != nil {
 				return fail(err)
 			}
 		}
@@ -373,7 +374,7 @@ func (m *Manager) processChanges() (int, error) {
 			}
 		}
 		if !slices.Equal(held, should) {
-			if err := writeMembers(txn, c.ProfileID, should); err != nil {
+			if err := m.writeMembers(txn, c.ProfileID, should); err != nil {
 				return fail(err)
 			}
 		}
@@ -646,13 +647,13 @@ func (m *Manager) sendNext(e *edge, now time.Time) (bool, error) {
 	// leaves, so a crash never loses what the edge may have applied.
 	err := m.db.Update(func(txn *badger.Txn) error {
 		for _, pid := range full {
-			held, err := readMembers(txn, pid)
+			held, err := m.readMembers(txn, pid)
 			if err != nil {
 				return err
 			}
 			i, found := slices.BinarySearch(held, e.st.Num)
 			if !found {
-				if err := writeMembers(txn, pid, slices.Insert(held, i, e.st.Num)); err != nil {
+				if err := m.writeMembers(txn, pid, slices.Insert(held, i, e.st.Num)); err != nil {
 					return err
 				}
 			}

@@ -95,8 +95,11 @@ type Manager struct {
 	status  atomic.Pointer[[]EdgeSync]
 
 	// Owned by Run (and New).
-	edges    map[string]*edge     // by tenant/edge
-	built    map[string]builtSnap // recent snapshots by profile id, shared by all edges (Run's goroutine only)
+	edges map[string]*edge     // by tenant/edge
+	built map[string]builtSnap // recent snapshots by profile id, shared by all edges (Run's goroutine only)
+	// members caches the edges holding a profile, as read from or
+	// written to its member key (Run's goroutine only; see members.go).
+	members  map[string][]uint32
 	byNum    map[uint32]*edge
 	byEdgeID map[string][]*edge
 	byRegion map[string][]*edge

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/unico-cdp/unico/protocol"
 )
@@ -157,6 +158,21 @@ func TestMembership(t *testing.T) {
 				}
 				if d := cmp.Diff(s.want, got); d != "" {
 					t.Fatalf("step %d (-want +got):\n%s", i, d)
+				}
+				// The cached memberships are what the member keys say.
+				if err := r.m.db.View(func(txn *badger.Txn) error {
+					for pid, cached := range r.m.members {
+						disk, err := readMembers(txn, pid)
+						if err != nil {
+							return err
+						}
+						if d := cmp.Diff(disk, cached, cmpopts.EquateEmpty()); d != "" {
+							t.Errorf("step %d: members of %s (-disk +cache):\n%s", i, pid, d)
+						}
+					}
+					return nil
+				}); err != nil {
+					t.Fatal(err)
 				}
 			}
 		})
