@@ -110,12 +110,12 @@ func errClass(err error) string {
 	return "other: " + err.Error()
 }
 
-// checkSameBatch decodes the wire batch b by reflection and with the fast
-// decoder and fails unless both fail alike or decode equal batches.
-func checkSameBatch(t fataler, b []byte) {
-	var slow, fast Batch
-	errSlow := unmarshal(b, &slow, Limits{}, false)
-	errFast := unmarshal(b, &fast, Limits{}, true)
+// checkSame decodes b into a what by reflection and with the fast decoder
+// and fails unless both fail alike or decode equal values.
+func checkSame[T any](t fataler, what string, b []byte, decode func(b []byte, v *T, fast bool) error) {
+	var slow, fast T
+	errSlow := decode(b, &slow, false)
+	errFast := decode(b, &fast, true)
 	if errClass(errSlow) != errClass(errFast) {
 		t.Fatalf("reflection: %v\nfast: %v", errSlow, errFast)
 	}
@@ -123,25 +123,17 @@ func checkSameBatch(t fataler, b []byte) {
 		return
 	}
 	if diff := exactDiff(&slow, &fast); diff != "" {
-		t.Fatalf("batch decoded differently (reflection != fast): %s", diff)
+		t.Fatalf("%s decoded differently (reflection != fast): %s", what, diff)
 	}
 }
 
-// checkSameEvent is checkSameBatch for a bare event.
-func checkSameEvent(t fataler, b []byte) {
-	var slow, fast Event
-	errSlow := unmarshalEvent(b, &slow, false)
-	errFast := unmarshalEvent(b, &fast, true)
-	if errClass(errSlow) != errClass(errFast) {
-		t.Fatalf("reflection: %v\nfast: %v", errSlow, errFast)
-	}
-	if errSlow != nil {
-		return
-	}
-	if diff := exactDiff(&slow, &fast); diff != "" {
-		t.Fatalf("event decoded differently (reflection != fast): %s", diff)
-	}
+// checkSameBatch is checkSame for a wire batch.
+func checkSameBatch(t fataler, b []byte) {
+	checkSame(t, "batch", b, func(b []byte, bt *Batch, fast bool) error { return unmarshal(b, bt, Limits{}, fast) })
 }
+
+// checkSameEvent is checkSame for a bare event.
+func checkSameEvent(t fataler, b []byte) { checkSame(t, "event", b, unmarshalEvent) }
 
 // wire prefixes a msgpack body with the header of a batch.
 func wire(body []byte) []byte {
