@@ -689,13 +689,8 @@ func (s *Store) settle(ahead int) error {
 	if n := len(s.pending) - ahead; n > 0 {
 		<-s.pending[n-1].landed
 	}
-	for _, t := range s.pending {
-		if !t.hasLanded() {
-			break
-		}
-		if t.err != nil {
-			return s.restart(t.err)
-		}
+	if err := s.landedFailure(); err != nil {
+		return s.restart(err)
 	}
 	s.pipeMu.Lock()
 	v := s.fresh
@@ -747,15 +742,24 @@ func (s *Store) restart(err error) error {
 // writing call may resume: a call whose own transaction failed must fail.
 // Callers hold mu.
 func (s *Store) resume() {
+	if err := s.landedFailure(); err != nil {
+		_ = s.restart(err)
+	}
+}
+
+// landedFailure returns the error of a pending transaction that failed,
+// if one has. They land in order: the search stops at the first one that
+// has not. Callers hold mu.
+func (s *Store) landedFailure() error {
 	for _, t := range s.pending {
 		if !t.hasLanded() {
-			return
+			return nil
 		}
 		if t.err != nil {
-			_ = s.restart(t.err)
-			return
+			return t.err
 		}
 	}
+	return nil
 }
 
 func (t *tx) hasLanded() bool {
