@@ -4,6 +4,8 @@ import (
 	"slices"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/unico-cdp/unico/internal/evict"
 )
 
 // maxCachedMembers bounds Manager.members.
@@ -35,14 +37,7 @@ func (m *Manager) writeMembers(txn *badger.Txn, pid string, nums []uint32) error
 
 func (m *Manager) cacheMembers(pid string, nums []uint32) []uint32 {
 	if len(m.members) >= maxCachedMembers {
-		drop := len(m.members) / 10
-		for k := range m.members {
-			if drop == 0 {
-				break
-			}
-			delete(m.members, k)
-			drop--
-		}
+		evict.Arbitrary(m.members, maxCachedMembers*9/10)
 	}
 	nums = slices.Clip(nums)
 	m.members[pid] = nums

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/unico-cdp/unico/internal/evict"
 	"github.com/unico-cdp/unico/protocol"
 )
 
@@ -107,24 +108,10 @@ func (c *cache) install(t *tx) {
 func (c *cache) evict() {
 	if len(c.nodes) > c.maxNodes {
 		c.nodesComplete = false
-		drop := len(c.nodes) - c.maxNodes*9/10
-		for k := range c.nodes {
-			if drop == 0 {
-				break
-			}
-			delete(c.nodes, k)
-			drop--
-		}
+		evict.Arbitrary(c.nodes, c.maxNodes*9/10)
 	}
 	if len(c.profiles) > c.maxProfiles {
-		drop := len(c.profiles) - c.maxProfiles*9/10
-		for k := range c.profiles {
-			if drop == 0 {
-				break
-			}
-			delete(c.profiles, k)
-			drop--
-		}
+		evict.Arbitrary(c.profiles, c.maxProfiles*9/10)
 	}
 }
 

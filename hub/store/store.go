@@ -38,6 +38,7 @@ import (
 
 	"github.com/unico-cdp/unico/hub/identity"
 	"github.com/unico-cdp/unico/hub/profile"
+	"github.com/unico-cdp/unico/internal/evict"
 	"github.com/unico-cdp/unico/internal/vloggc"
 	"github.com/unico-cdp/unico/protocol"
 )
@@ -1107,14 +1108,7 @@ func (t *tx) loadEvent(id string) (*protocol.Event, error) {
 	}
 	c := t.s.eventCache
 	if len(c) >= t.s.opts.CacheEvents {
-		drop := len(c) / 10
-		for k := range c {
-			if drop == 0 {
-				break
-			}
-			delete(c, k)
-			drop--
-		}
+		evict.Arbitrary(c, len(c)-len(c)/10)
 	}
 	c[id] = e
 	return e, nil
