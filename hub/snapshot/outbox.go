@@ -85,9 +85,8 @@ type edge struct {
 	oldest   time.Time // enqueue time of the oldest outbox entry
 	dirty    bool
 	// index mirrors the edge's index keys (profile → seq of its newest
-	// outbox entry), loaded with its state and kept with every write, so
-	// that enqueue and deleteEntries need not read them back from Badger.
-	// A failed write reloads it from disk with the rest (reload).
+	// outbox entry) while the manager's budget allows; nil when it does
+	// not (index.go).
 	index map[string]uint64
 }
 
@@ -170,6 +169,7 @@ func (b badgerLogger) Debugf(string, ...any)       {}
 func (m *Manager) load() error {
 	m.edges = map[string]*edge{}
 	m.members = map[string][]uint32{}
+	m.indexed = 0
 	m.byNum = map[uint32]*edge{}
 	m.byEdgeID = map[string][]*edge{}
 	m.byRegion = map[string][]*edge{}
@@ -188,7 +188,7 @@ func (m *Manager) load() error {
 			if err := m.findOldest(txn, e); err != nil {
 				return err
 			}
-			if err := loadIndex(txn, e); err != nil {
+			if err := m.loadIndex(txn, e); err != nil {
 				return err
 			}
 		}
@@ -217,28 +217,6 @@ func (m *Manager) addEdge(e *edge) {
 	if e.st.Num >= m.nextNum {
 		m.nextNum = e.st.Num + 1
 	}
-}
-
-// loadIndex reads e's index keys into e.index.
-func loadIndex(txn *badger.Txn, e *edge) error {
-	e.index = map[string]uint64{}
-	prefix := numPrefix(kIndex, e.st.Num)
-	opts := badger.DefaultIteratorOptions
-	opts.Prefix = prefix
-	it := txn.NewIterator(opts)
-	defer it.Close()
-	for it.Rewind(); it.Valid(); it.Next() {
-		pid := string(it.Item().Key()[len(prefix):])
-		if err := it.Item().Value(func(v []byte) error {
-			if len(v) == 8 {
-				e.index[pid] = binary.BigEndian.Uint64(v)
-			}
-			return nil
-		}); err != nil {
-			return fmt.Errorf("outbox index of %s: %w", e.key(), err)
-		}
-	}
-	return nil
 }
 
 // findOldest sets e.oldest from the first outbox entry still present.
@@ -391,7 +369,9 @@ func (m *Manager) processChanges() (int, error) {
 // same profile is reused: content is read at send time, so ten changes
 // while the edge is offline cost one snapshot.
 func (m *Manager) enqueue(txn *badger.Txn, e *edge, pid string, tomb bool, now time.Time) error {
-	if seq, ok := e.index[pid]; ok && seq > e.st.SentEntry {
+	if seq, ok, err := m.indexOf(txn, e, pid); err != nil {
+		return err
+	} else if ok && seq > e.st.SentEntry {
 		return nil // pending: coalesced
 	}
 	seq := e.st.NextEntry
@@ -410,10 +390,7 @@ func (m *Manager) enqueue(txn *badger.Txn, e *edge, pid string, tomb bool, now t
 	if err := txn.Set(indexKey(e.st.Num, pid), binary.BigEndian.AppendUint64(nil, seq)); err != nil {
 		return err
 	}
-	if e.index == nil {
-		e.index = map[string]uint64{}
-	}
-	e.index[pid] = seq
+	m.setIndex(e, pid, seq)
 	return nil
 }
 
@@ -519,14 +496,21 @@ func (m *Manager) deleteEntries(txn *badger.Txn, e *edge, from, to uint64) error
 			return err
 		}
 		e.st.Outbox--
-		if cur, ok := e.index[pids[i]]; ok && cur == seqs[i] {
+		cur, ok, err := m.indexOf(txn, e, pids[i])
+		if err != nil {
+			return err
+		}
+		if ok && cur == seqs[i] {
 			if err := txn.Delete(indexKey(e.st.Num, pids[i])); err != nil {
 				return err
 			}
-			delete(e.index, pids[i])
+			m.deleteIndex(e, pids[i])
 		}
 	}
 	e.st.Outbox = max(e.st.Outbox, 0)
+	if e.index == nil && e.st.Outbox == 0 {
+		m.emptyIndex(e) // no index keys left: mirrored again
+	}
 	return nil
 }
 
@@ -537,8 +521,8 @@ func (m *Manager) reset(e *edge, seq uint64, now time.Time) error {
 		if err := m.db.DropPrefix(numPrefix(kEntry, e.st.Num), numPrefix(kIndex, e.st.Num)); err != nil {
 			return fmt.Errorf("drop outbox: %w", err)
 		}
-		clear(e.index)
 	}
+	m.emptyIndex(e) // the outbox is empty now
 	e.st.Acked, e.st.NextSeq = seq, seq+1
 	if e.st.NextEntry == 0 {
 		e.st.NextEntry = 1

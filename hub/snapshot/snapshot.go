@@ -99,7 +99,9 @@ type Manager struct {
 	built map[string]builtSnap // recent snapshots by profile id, shared by all edges (Run's goroutine only)
 	// members caches the edges holding a profile, as read from or
 	// written to its member key (Run's goroutine only; see members.go).
-	members  map[string][]uint32
+	members map[string][]uint32
+	// indexed counts the entries of the edges' index mirrors (index.go).
+	indexed  int
 	byNum    map[uint32]*edge
 	byEdgeID map[string][]*edge
 	byRegion map[string][]*edge

@@ -1,9 +1,9 @@
 package snapshot
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"maps"
 	"testing"
 	"time"
 
@@ -179,7 +179,9 @@ func TestMembership(t *testing.T) {
 	}
 }
 
-func TestCoalesce(t *testing.T) {
+func TestCoalesce(t *testing.T) { withIndexBudgets(t, testCoalesce) }
+
+func testCoalesce(t *testing.T) {
 	r := newRig(t, Config{})
 	r.connect("e1")
 	r.sync()
@@ -202,7 +204,45 @@ func TestCoalesce(t *testing.T) {
 	}
 }
 
-func TestCrashSafety(t *testing.T) {
+// diskIndex reads e's index keys.
+func diskIndex(t *testing.T, m *Manager, e *edge) map[string]uint64 {
+	t.Helper()
+	out := map[string]uint64{}
+	prefix := numPrefix(kIndex, e.st.Num)
+	if err := m.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			out[string(it.Item().Key()[len(prefix):])] = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// withIndexBudgets runs test with the default budget of index mirrors, one
+// that the test's outbox outgrows, and none.
+func withIndexBudgets(t *testing.T, test func(t *testing.T)) {
+	for _, budget := range []int{maxIndexed, 50, 0} {
+		t.Run(fmt.Sprintf("budget=%d", budget), func(t *testing.T) {
+			defer func(old int) { maxIndexed = old }(maxIndexed)
+			maxIndexed = budget
+			test(t)
+		})
+	}
+}
+
+func TestCrashSafety(t *testing.T) { withIndexBudgets(t, testCrashSafety) }
+
+func testCrashSafety(t *testing.T) {
 	r := newRig(t, Config{BatchProfiles: 10, Window: 2})
 	r.connect("e1")
 	r.sync()
@@ -228,14 +268,22 @@ func TestCrashSafety(t *testing.T) {
 	}
 	r.edges["e1"].apply(sent[0])
 	r.ack("e1", r.edges["e1"].applied)
-	// The in-memory outbox index is what the index keys say.
+	// The in-memory outbox index is what the index keys say, or is
+	// dropped if the budget is smaller.
 	e := r.m.edges["t/e1"]
-	mem := maps.Clone(e.index)
-	if err := r.m.db.View(func(txn *badger.Txn) error { return loadIndex(txn, e) }); err != nil {
-		t.Fatal(err)
+	disk := diskIndex(t, r.m, e)
+	switch {
+	case len(disk) != 90:
+		t.Fatalf("%d index keys, want 90", len(disk))
+	case maxIndexed < 90 && e.index != nil:
+		t.Fatalf("index of %d entries mirrored within a budget of %d", len(e.index), maxIndexed)
+	case maxIndexed >= 90:
+		if d := cmp.Diff(disk, e.index); d != "" {
+			t.Fatalf("outbox index (-disk +memory):\n%s", d)
+		}
 	}
-	if d := cmp.Diff(e.index, mem); d != "" || len(mem) != 90 {
-		t.Fatalf("outbox index of %d profiles (-disk +memory):\n%s", len(mem), d)
+	if r.m.indexed != len(e.index) {
+		t.Fatalf("indexed = %d, want %d", r.m.indexed, len(e.index))
 	}
 	before := r.m.edges["t/e1"].st
 	r.reopen()
@@ -259,6 +307,9 @@ func TestCrashSafety(t *testing.T) {
 	}
 	if got := r.m.edges["t/e1"].st.Outbox; got != 0 {
 		t.Fatalf("outbox after acks = %d, want 0", got)
+	}
+	if e := r.m.edges["t/e1"]; e.index == nil || len(e.index) != 0 || r.m.indexed != 0 {
+		t.Fatalf("index mirror after the outbox emptied: %v (%d indexed), want empty", e.index, r.m.indexed)
 	}
 }
 
@@ -347,5 +398,41 @@ func TestMaxEdges(t *testing.T) {
 	}
 	if got := len(r.m.edges); got != 2 {
 		t.Fatalf("edges = %d, want 2", got)
+	}
+}
+
+// TestIndexBudget lets an offline edge's outbox outgrow the budget of
+// index mirrors: its mirror is dropped, coalescing goes on through Badger,
+// and once the edge is back and its outbox empty it is mirrored again.
+func TestIndexBudget(t *testing.T) {
+	defer func(old int) { maxIndexed = old }(maxIndexed)
+	maxIndexed = 50
+	r := newRig(t, Config{})
+	r.connect("e1")
+	r.sync()
+	for range 2 {
+		for _, id := range ids(100, "p") {
+			r.src.put(id, map[string]int64{"e1": 1}, id)
+		}
+		if _, err := r.m.processChanges(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := r.m.edges["t/e1"]
+	if e.index != nil || r.m.indexed != 0 {
+		t.Fatalf("mirror of %d entries (%d indexed) past a budget of 50", len(e.index), r.m.indexed)
+	}
+	if e.st.Outbox != 100 {
+		t.Fatalf("outbox after two changes of 100 profiles = %d, want 100", e.st.Outbox)
+	}
+	if got := len(diskIndex(t, r.m, e)); got != 100 {
+		t.Fatalf("%d index keys, want 100", got)
+	}
+	r.sync()
+	if d := cmp.Diff(ids(100, "p"), r.edges["e1"].ids()); d != "" {
+		t.Fatalf("edge cache (-want +got):\n%s", d)
+	}
+	if e.st.Outbox != 0 || e.index == nil || len(e.index) != 0 || len(diskIndex(t, r.m, e)) != 0 {
+		t.Fatalf("after sync: outbox %d, mirror %v (dropped: %t), want both empty", e.st.Outbox, e.index, e.index == nil)
 	}
 }
