@@ -64,7 +64,7 @@ type config struct {
 	keep         bool
 }
 
-var allScenarios = []string{"edge_ingest", "pipeline", "drain", "identity", "sensor_frames"}
+var allScenarios = []string{"edge_ingest", "pipeline", "drain", "hub_intake", "identity", "sensor_frames"}
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	c := config{}
@@ -211,6 +211,8 @@ func (b *bench) scenario(ctx context.Context, name string, rep *report) error {
 		err = b.pipeline(ctx, topo, rep)
 	case "drain":
 		err = b.drain(ctx, topo, rep)
+	case "hub_intake":
+		err = b.hubIntake(ctx, topo, rep)
 	case "identity":
 		err = b.identity(ctx, topo, rep)
 	case "sensor_frames":

@@ -167,7 +167,7 @@ func TestBenchSmoke(t *testing.T) {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
 	figure := map[string]string{
-		"edge_ingest": "events_per_s", "pipeline": "e2e_p99_ms", "drain": "drain_s", "identity": "f1",
+		"edge_ingest": "events_per_s", "pipeline": "e2e_p99_ms", "drain": "drain_s", "hub_intake": "events_per_s", "identity": "f1",
 		"sensor_frames": "frames_acked_per_s",
 	}
 	var seen []string
