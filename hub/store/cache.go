@@ -80,7 +80,8 @@ func (r *record) clone() *record {
 	p.Computed.SiteVisits = maps.Clone(r.P.Computed.SiteVisits)
 	p.Computed.Channels = maps.Clone(r.P.Computed.Channels)
 	p.Computed.Edges = maps.Clone(r.P.Computed.Edges)
-	p.Computed.Purchases = slices.Clone(r.P.Computed.Purchases)
+	// Shared, clipped: purchases are merged into a new list.
+	p.Computed.Purchases = slices.Clip(r.P.Computed.Purchases)
 	if r.P.Computed.LastContact != nil {
 		lc := *r.P.Computed.LastContact
 		p.Computed.LastContact = &lc

@@ -2,6 +2,7 @@ package store
 
 import (
 	"time"
+	"unsafe"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -32,7 +33,7 @@ func mapLen(always int, present ...bool) int {
 func encodeRecord(dst []byte, r *record) ([]byte, error) {
 	dst = mpack.AppendMapHeader(dst, mapLen(1, r.Conflicted, r.MergeSeq != 0))
 	dst = mpack.AppendStr(dst, "p")
-	dst, err := appendProfile(dst, &r.P)
+	dst, err := appendProfile(dst, r)
 	if err != nil {
 		return nil, err
 	}
@@ -45,17 +46,46 @@ func encodeRecord(dst []byte, r *record) ([]byte, error) {
 	return dst, nil
 }
 
-func appendProfile(b []byte, p *profile.Profile) ([]byte, error) {
+// listCode caches the encoding of a list that a record shares with its
+// clones: its identifiers and its recent purchases. Profiles of active
+// customers change on every event but gain identifiers and purchases
+// rarely, and these two lists are most of their bytes (hundreds of
+// anonymous ids, fifty purchases). No list is written in place
+// (record.clone): a changed list is a new array or a longer one, so the
+// address of its elements and its length tell whether the bytes still
+// encode it. The code travels with the record into the cache and into
+// later clones.
+type listCode struct {
+	data unsafe.Pointer
+	n    int
+	b    []byte
+}
+
+// encode appends the encoding of the list at data with n elements, from
+// the cache when it holds that list, else written by enc and cached.
+func (c *listCode) encode(b []byte, data unsafe.Pointer, n int, enc func([]byte) []byte) []byte {
+	if c.b == nil || c.data != data || c.n != n {
+		*c = listCode{data: data, n: n, b: enc(nil)}
+	}
+	return append(b, c.b...)
+}
+
+func appendProfile(b []byte, r *record) ([]byte, error) {
+	p := &r.P
 	b = mpack.AppendMapHeader(b, mapLen(5, len(p.Traits) > 0, len(p.Consent) > 0))
 	b = mpack.AppendStr(mpack.AppendStr(b, "id"), p.ID)
 	b = mpack.AppendStr(b, "ids")
 	if p.Identifiers == nil {
 		b = mpack.AppendNil(b)
 	} else {
-		b = mpack.AppendArrayHeader(b, len(p.Identifiers))
-		for _, x := range p.Identifiers {
-			b = appendIdentifier(b, x)
-		}
+		ids := p.Identifiers
+		b = r.ids.encode(b, unsafe.Pointer(unsafe.SliceData(ids)), len(ids), func(b []byte) []byte {
+			b = mpack.AppendArrayHeader(b, len(ids))
+			for _, x := range ids {
+				b = appendIdentifier(b, x)
+			}
+			return b
+		})
 	}
 	if len(p.Traits) > 0 {
 		b = mpack.AppendMapHeader(mpack.AppendStr(b, "tr"), len(p.Traits))
@@ -79,7 +109,7 @@ func appendProfile(b []byte, p *profile.Profile) ([]byte, error) {
 			b = appendStamp(b, c.Stamp)
 		}
 	}
-	b = appendComputed(mpack.AppendStr(b, "cp"), &p.Computed)
+	b = appendComputed(mpack.AppendStr(b, "cp"), &p.Computed, &r.purchases)
 	b = mpack.AppendTime(mpack.AppendStr(b, "ca"), p.CreatedAt)
 	b = mpack.AppendTime(mpack.AppendStr(b, "ua"), p.UpdatedAt)
 	return b, nil
@@ -153,7 +183,8 @@ func appendAny(b []byte, v any) ([]byte, error) {
 	return append(b, enc...), nil
 }
 
-func appendComputed(b []byte, c *profile.Computed) []byte {
+// appendComputed writes c, its purchases through pc.
+func appendComputed(b []byte, c *profile.Computed, pc *listCode) []byte {
 	b = mpack.AppendMapHeader(b, mapLen(5, !c.LastPurchaseAt.IsZero(), len(c.SiteVisits) > 0, len(c.Edges) > 0,
 		len(c.Channels) > 0, c.LastContact != nil, len(c.Purchases) > 0))
 	b = mpack.AppendTime(mpack.AppendStr(b, "fs"), c.FirstSeen)
@@ -177,11 +208,14 @@ func appendComputed(b []byte, c *profile.Computed) []byte {
 		}
 		b = appendStamp(b, lc.Stamp)
 	}
-	if len(c.Purchases) > 0 {
-		b = mpack.AppendArrayHeader(mpack.AppendStr(b, "pu"), len(c.Purchases))
-		for _, p := range c.Purchases {
-			b = appendPurchase(b, p.Product, p.Name, p.At)
-		}
+	if ps := c.Purchases; len(ps) > 0 {
+		b = pc.encode(mpack.AppendStr(b, "pu"), unsafe.Pointer(unsafe.SliceData(ps)), len(ps), func(b []byte) []byte {
+			b = mpack.AppendArrayHeader(b, len(ps))
+			for _, p := range ps {
+				b = appendPurchase(b, p.Product, p.Name, p.At)
+			}
+			return b
+		})
 	}
 	return b
 }

@@ -140,6 +140,9 @@ type record struct {
 	// them re-partitions their component.
 	Conflicted bool   `msgpack:"cf,omitempty"`
 	MergeSeq   uint64 `msgpack:"mq,omitempty"`
+	// ids and purchases cache the encodings of P.Identifiers and
+	// P.Computed.Purchases (listCode).
+	ids, purchases listCode
 }
 
 // MergeRecord explains links that made a profile what it is.
