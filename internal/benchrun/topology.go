@@ -226,8 +226,10 @@ func (t *topology) queueDepth(ctx context.Context) (int64, error) {
 
 type hubStats struct {
 	Store struct {
-		Profiles int64 `json:"profiles"`
-		Events   int64 `json:"events"`
+		Profiles       int64 `json:"profiles"`
+		Events         int64 `json:"events"`
+		Repartitions   int64 `json:"repartitions_since_start"`
+		RefusedRepeats int64 `json:"refused_link_repeats_since_start"`
 	} `json:"store"`
 }
 
