@@ -3,7 +3,9 @@ package store
 import (
 	"crypto/sha256"
 	"fmt"
+	"slices"
 
+	"github.com/unico-cdp/unico/hub/identity"
 	"github.com/unico-cdp/unico/protocol"
 )
 
@@ -29,8 +31,22 @@ import (
 // profile and cross-referenced from the other identifiers' keys, as a
 // re-partition would have done.
 //
+// E may also bring fresh identifiers: ones in no stored event (no node
+// yet), of a type without a per-profile limit (an anonymous id of a new
+// browser session), and not E's first. They are left out of the
+// signature, and the co-occurrences E adds may only be theirs. In
+// Partition such an identifier x is a set of its own until E's edge from
+// the anchor to x, which nothing refuses: x is not isolated, not shared
+// (plan.shared is empty), and a set of one identifier of an unlimited type
+// adds to no limited count. The union gives the anchor's set one more
+// identifier of an unlimited type, which changes no later decision, and
+// x's degrees are its own (co-occurrences count limited types only). So
+// the groups are those above with each fresh identifier in E's group,
+// where attachRepeat puts it, recording the link.
+//
 // The signature key records, for the identifiers of an event that caused a
-// limit re-partition, the smallest id of such an event.
+// limit re-partition (fresh ones left out), the smallest id of such an
+// event.
 
 // signatureKey is the key of an ordered identifier list.
 func signatureKey(ids []protocol.Identifier) []byte {
@@ -44,14 +60,36 @@ func signatureKey(ids []protocol.Identifier) []byte {
 	return h.Sum([]byte{tSignature})[:1+16]
 }
 
+// signatureOf splits p's active identifiers into e's signature and its
+// fresh identifiers (see Repeated refusals). ok is false when e adds a
+// co-occurrence to an identifier that is not fresh: then e is no repeat,
+// though it may be the first event of its signature.
+func (t *tx) signatureOf(p *plan) (sig, fresh []protocol.Identifier, ok bool) {
+	r := t.s.rules
+	for i, x := range p.active {
+		if n := t.nodes[x]; i > 0 && n.P == "" && !n.Shared && !n.Isolated && !r.Limited(x.Type) {
+			fresh = append(fresh, x)
+			continue
+		}
+		sig = append(sig, x)
+	}
+	for x := range p.seen {
+		if !slices.Contains(fresh, x) {
+			return sig, fresh, false
+		}
+	}
+	return sig, fresh, true
+}
+
 // repeatsRefusal reports whether e repeats the identifiers of a stored
-// event with a smaller id that caused a limit re-partition. active are e's
-// non-shared linkable identifiers, strongest first.
-func (t *tx) repeatsRefusal(e *protocol.Event, active []protocol.Identifier) (bool, error) {
-	if len(active) < 2 {
+// event with a smaller id that caused a limit re-partition. sig is e's
+// signature: its non-shared linkable identifiers, strongest first, but the
+// fresh ones.
+func (t *tx) repeatsRefusal(e *protocol.Event, sig []protocol.Identifier) (bool, error) {
+	if len(sig) < 2 {
 		return false, nil
 	}
-	for _, x := range active {
+	for _, x := range sig {
 		n, err := t.node(x)
 		if err != nil {
 			return false, err
@@ -61,7 +99,7 @@ func (t *tx) repeatsRefusal(e *protocol.Event, active []protocol.Identifier) (bo
 		}
 	}
 	var earlier bool
-	if _, err := t.get(signatureKey(active), func(v []byte) error {
+	if _, err := t.get(signatureKey(sig), func(v []byte) error {
 		earlier = string(v) < e.ID
 		return nil
 	}); err != nil {
@@ -70,31 +108,44 @@ func (t *tx) repeatsRefusal(e *protocol.Event, active []protocol.Identifier) (bo
 	return earlier, nil
 }
 
-// attachRepeat folds e into the profile of its strongest identifier and
-// cross-references it from identifiers held by other profiles.
-func (t *tx) attachRepeat(e *protocol.Event, active []protocol.Identifier) error {
-	owner := t.nodes[active[0]].P
+// attachRepeat folds e into the profile of its strongest identifier,
+// cross-references it from identifiers held by other profiles and links
+// its fresh identifiers to that profile.
+func (t *tx) attachRepeat(e *protocol.Event, sig, fresh []protocol.Identifier) error {
+	owner := t.nodes[sig[0]].P
 	rec, err := t.profile(owner)
 	if err != nil {
 		return fmt.Errorf("profile %s of a node: %w", owner, err)
 	}
-	for _, x := range active[1:] {
+	for _, x := range sig[1:] {
 		if t.nodes[x].P != owner {
 			if err := t.setIn(crossPrefix(x), crossKey(x, e.ID), nil); err != nil {
 				return err
 			}
 		}
 	}
+	if len(fresh) > 0 {
+		mr := MergeRecord{At: t.s.opts.Now().UTC(), EventID: e.ID, Reason: identity.ReasonLinked}
+		for _, x := range fresh {
+			t.nodes[x].P = owner
+			t.dirtyN[x] = true
+			rec.P.AddIdentifier(x)
+			mr.Links = append(mr.Links, identity.Decision{EventID: e.ID, A: sig[0], B: x, Linked: true, Reason: identity.ReasonLinked})
+		}
+		if err := t.addMerge(rec, mr); err != nil {
+			return err
+		}
+	}
 	return t.own(rec, e)
 }
 
-// noteSignature records e as an event with its identifiers whose links
-// were refused, unless one with a smaller id is recorded.
-func (t *tx) noteSignature(e *protocol.Event, active []protocol.Identifier) error {
-	if len(active) < 2 {
+// noteSignature records e as an event with signature sig whose links were
+// refused, unless one with a smaller id is recorded.
+func (t *tx) noteSignature(e *protocol.Event, sig []protocol.Identifier) error {
+	if len(sig) < 2 {
 		return nil
 	}
-	k := signatureKey(active)
+	k := signatureKey(sig)
 	keep := false
 	if _, err := t.get(k, func(v []byte) error {
 		keep = string(v) <= e.ID

@@ -1303,20 +1303,25 @@ func (t *tx) resolve(e *protocol.Event, p *plan) error {
 		}
 		return t.link(e, p.active, p.pids)
 	}
-	if p.reason == identity.ReasonLimit && len(p.seen) == 0 {
-		ok, err := t.repeatsRefusal(e, p.active)
+	var sig, fresh []protocol.Identifier
+	repeatable := false
+	if p.reason == identity.ReasonLimit {
+		sig, fresh, repeatable = t.signatureOf(p)
+	}
+	if repeatable {
+		ok, err := t.repeatsRefusal(e, sig)
 		if err != nil {
 			return err
 		}
 		if ok {
 			t.s.refusedRepeats.Add(1)
-			return t.attachRepeat(e, p.active)
+			return t.attachRepeat(e, sig, fresh)
 		}
 	}
 	t.s.repartitionsBy[p.reason].Add(1)
 	err := t.repartition(e, p.ids)
 	if err == nil && p.reason == identity.ReasonLimit {
-		return t.noteSignature(e, p.active)
+		return t.noteSignature(e, sig)
 	}
 	if errors.Is(err, errTooLarge) {
 		t.s.tooLarge.Add(1)
