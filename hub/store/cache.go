@@ -75,8 +75,9 @@ func (r *record) clone() *record {
 	p := &c.P
 	// Shared, clipped: AddIdentifier's insert reallocates.
 	p.Identifiers = slices.Clip(r.P.Identifiers)
-	p.Traits = maps.Clone(r.P.Traits)
-	p.Consent = maps.Clone(r.P.Consent)
+	// Shared until written: few events carry traits or consent
+	// (ownTraitsConsent).
+	c.sharedTC = r.P.Traits != nil || r.P.Consent != nil
 	p.Computed.SiteVisits = maps.Clone(r.P.Computed.SiteVisits)
 	p.Computed.Channels = maps.Clone(r.P.Computed.Channels)
 	p.Computed.Edges = maps.Clone(r.P.Computed.Edges)
@@ -87,6 +88,18 @@ func (r *record) clone() *record {
 		p.Computed.LastContact = &lc
 	}
 	return &c
+}
+
+// ownTraitsConsent gives r its own traits and consent maps, which a clone
+// shares with its original until it writes them. Every writer of a
+// record's traits or consent (profile.Classifier.Apply, profile.Merge)
+// goes through tx.fold or tx.absorb, which call it first.
+func (r *record) ownTraitsConsent() {
+	if r.sharedTC {
+		r.P.Traits = maps.Clone(r.P.Traits)
+		r.P.Consent = maps.Clone(r.P.Consent)
+		r.sharedTC = false
+	}
 }
 
 // install records the committed state of a transaction.

@@ -1,7 +1,10 @@
 package store
 
 import (
+	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/unico-cdp/unico/hub/profile"
@@ -40,5 +43,70 @@ func TestCloneIndependent(t *testing.T) {
 	}
 	if ids[:3:3][2] != (protocol.Identifier{}) {
 		t.Fatalf("a clone wrote the original's spare capacity: %v", ids[:3])
+	}
+
+	// Traits and consent are shared until a writer owns them.
+	r.P.Traits = map[string]profile.Trait{"name": {Value: "Ana"}}
+	r.P.Consent = map[string]profile.Consent{"marketing": {Granted: true}}
+	e := r.clone()
+	e.ownTraitsConsent()
+	e.P.Traits["name"] = profile.Trait{Value: "Bea"}
+	e.P.Consent["sms"] = profile.Consent{}
+	if r.P.Traits["name"].Value != "Ana" || len(r.P.Consent) != 1 {
+		t.Fatalf("a clone that owns its maps wrote the original's: %v %v", r.P.Traits, r.P.Consent)
+	}
+}
+
+// TestReadersShareNoTraits: readers of a committed profile (the API, the
+// snapshot manager) range over its traits and consent while the writer
+// folds events with new traits and consent into the same profile: the
+// writer's record must not write the maps it shares with the committed one
+// (the race detector reports it when it does).
+func TestReadersShareNoTraits(t *testing.T) {
+	s := open(t)
+	card := id(protocol.IDLoyaltyID, "L1")
+	commit(t, s, order("e000", 0, 10, "s1", card))
+	v, err := s.Lookup(card)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var reads atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			p, err := s.Profile(v.ID)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			n := 0
+			for range p.Traits {
+				n++
+			}
+			for range p.Consent {
+				n++
+			}
+			if n > 0 {
+				reads.Add(1)
+			}
+		}
+	}()
+	for i := 1; i <= 100; i++ {
+		e := order(fmt.Sprintf("e%03d", i), i, 10, "s1", card)
+		e.Consent = map[string]bool{fmt.Sprintf("purpose-%d", i): true}
+		commit(t, s, e)
+	}
+	close(stop)
+	wg.Wait()
+	if reads.Load() == 0 {
+		t.Fatal("the reader read no traits")
 	}
 }

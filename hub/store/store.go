@@ -143,6 +143,9 @@ type record struct {
 	// ids and purchases cache the encodings of P.Identifiers and
 	// P.Computed.Purchases (listCode).
 	ids, purchases listCode
+	// sharedTC is set while P.Traits and P.Consent are the maps of the
+	// record this one was cloned from (ownTraitsConsent).
+	sharedTC bool
 }
 
 // MergeRecord explains links that made a profile what it is.
@@ -1406,6 +1409,9 @@ func (t *tx) own(rec *record, e *protocol.Event) error {
 
 // fold applies e to rec's traits and summaries.
 func (t *tx) fold(rec *record, e *protocol.Event) {
+	if len(e.Traits) > 0 || len(e.Consent) > 0 {
+		rec.ownTraitsConsent()
+	}
 	t.s.cls.Apply(&rec.P, e)
 	t.dirtyP[rec.P.ID] = true
 }
@@ -1422,6 +1428,7 @@ func (t *tx) addMerge(rec *record, mr MergeRecord) error {
 // absorb merges profile o into surv: identifiers, summaries, timeline and
 // merge history move; o's id redirects to surv.
 func (t *tx) absorb(surv, o *record) error {
+	surv.ownTraitsConsent()
 	profile.Merge(&surv.P, &o.P)
 	for _, x := range o.P.Identifiers {
 		n, err := t.node(x)
