@@ -1379,12 +1379,14 @@ func (t *tx) link(e *protocol.Event, active []protocol.Identifier, pids []string
 		mr.Absorbed = append(mr.Absorbed, o.P.ID)
 	}
 	for i, x := range active {
-		n := t.nodes[x]
-		if n.P != surv.P.ID {
+		// A node that names surv (before, or since an absorb) is in its
+		// list: only the others are added, which spares a search of a
+		// long list on every event.
+		if n := t.nodes[x]; n.P != surv.P.ID {
 			n.P = surv.P.ID
 			t.dirtyN[x] = true
+			surv.P.AddIdentifier(x)
 		}
-		surv.P.AddIdentifier(x)
 		if i > 0 && (!before[i] || !before[0]) {
 			mr.Links = append(mr.Links, identity.Decision{EventID: e.ID, A: anchor, B: x, Linked: true, Reason: identity.ReasonLinked})
 		}
