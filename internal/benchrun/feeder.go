@@ -236,6 +236,9 @@ func (b *bench) hubIntake(ctx context.Context, t *topology, rep *report) error {
 		}()
 	}
 	var feedErr error
+	// When the hub's count passed each third of n: the rate per third
+	// shows how the hub slows as its data grows.
+	var thirds []time.Duration
 	last, err := t.settle(ctx, "every fed event at the hub", deliverTimeout(n), 0, func(ctx context.Context) ([]int64, bool, error) {
 		select {
 		case feedErr = <-errs:
@@ -245,6 +248,9 @@ func (b *bench) hubIntake(ctx context.Context, t *topology, rep *report) error {
 		s, err := t.hubStats(ctx)
 		if err != nil {
 			return nil, false, err
+		}
+		for at := time.Since(t0); len(thirds) < 3 && s.Store.Events >= n*int64(len(thirds)+1)/3; {
+			thirds = append(thirds, at)
 		}
 		return []int64{s.Store.Events}, s.Store.Events >= n, nil
 	}, func(v []int64) {
@@ -267,6 +273,21 @@ func (b *bench) hubIntake(ctx context.Context, t *topology, rep *report) error {
 	res["accepted"] = n
 	res["seconds"] = round3(took)
 	res["events_per_s"] = round3(float64(n) / took)
+	// Left out when two thirds were passed between two polls (small
+	// runs): a rate over no time says nothing.
+	var prev time.Duration
+	perThird := make([]float64, 0, len(thirds))
+	for _, at := range thirds {
+		if at <= prev {
+			perThird = nil
+			break
+		}
+		perThird = append(perThird, round3(float64(n)/3/(at-prev).Seconds()))
+		prev = at
+	}
+	if len(perThird) == 3 {
+		res["events_per_s_by_third"] = perThird
+	}
 	cpuFigures(res, t, before, nil, n)
 	// The feeder's CPU is this process's.
 	cpu := res["cpu_s"].(map[string]float64)
