@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/unico-cdp/unico/edge/uplink"
+	"github.com/unico-cdp/unico/internal/procs"
 	"github.com/unico-cdp/unico/protocol"
 	"github.com/unico-cdp/unico/simulate"
 )
@@ -187,15 +188,6 @@ func (e *feedEdge) ackSnapshots(ctx context.Context) {
 	}
 }
 
-// selfCPU is this process's user and system CPU seconds.
-func selfCPU() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-}
-
 func (b *bench) hubIntake(ctx context.Context, t *topology, rep *report) error {
 	n := b.scaledCount(drainEvents, 1000)
 	edges := []string{"feed-a", "feed-b"}
@@ -225,7 +217,7 @@ func (b *bench) hubIntake(ctx context.Context, t *topology, rep *report) error {
 	defer cancel()
 	errs := make(chan error, len(feeds))
 	var wg sync.WaitGroup
-	before, feedCPU0, t0 := t.cpu(), selfCPU(), time.Now()
+	before, feedCPU0, t0 := t.cpu(), procs.SelfCPUSeconds(), time.Now()
 	for _, f := range feeds {
 		wg.Add(1)
 		go func() {
@@ -257,7 +249,7 @@ func (b *bench) hubIntake(ctx context.Context, t *topology, rep *report) error {
 		t.logger.Info("feeding the hub", "hub_events", v[0], "want", n)
 	})
 	took := time.Since(t0).Seconds()
-	feedCPU := selfCPU() - feedCPU0
+	feedCPU := procs.SelfCPUSeconds() - feedCPU0
 	cancel()
 	wg.Wait()
 	if feedErr != nil {

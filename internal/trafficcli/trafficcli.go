@@ -15,10 +15,10 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	bridge "github.com/unico-cdp/unico/firmware-bridge"
+	"github.com/unico-cdp/unico/internal/procs"
 	"github.com/unico-cdp/unico/simulate"
 )
 
@@ -313,21 +313,11 @@ func Run(ctx context.Context, p Program, args []string, stdout, stderr io.Writer
 			code = 1
 		}
 	}
-	out := Summary{Summary: sum, CPUSeconds: selfCPUSeconds(), RunID: o.runID}
+	out := Summary{Summary: sum, CPUSeconds: procs.SelfCPUSeconds(), RunID: o.runID}
 	if err := json.NewEncoder(stdout).Encode(out); err != nil {
 		return 1
 	}
 	return code
-}
-
-// selfCPUSeconds returns the user plus system CPU time of this process.
-func selfCPUSeconds() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
-	return float64(int64((tv(ru.Utime)+tv(ru.Stime))*1000)) / 1000
 }
 
 func readCredentials(path string) (map[string]string, error) {
