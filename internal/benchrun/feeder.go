@@ -287,8 +287,10 @@ func (b *bench) hubIntake(ctx context.Context, t *topology, rep *report) error {
 	res["hub_cpu_us_per_event"] = round3(cpu["hub"] / float64(n) * 1e6)
 	delete(res, "unico_cpu_us_per_event")
 	res["peak_rss_mib"] = map[string]float64{"hub": round3(t.hub.PeakRSSMiB())}
-	if s, err := t.hubStats(ctx); err == nil {
-		res["profiles"], res["repartitions"], res["refused_link_repeats"] = s.Store.Profiles, s.Store.Repartitions, s.Store.RefusedRepeats
+	st, err := t.hubStats(ctx)
+	if err != nil {
+		return fmt.Errorf("hub stats: %w", err)
 	}
+	res["profiles"], res["repartitions"], res["refused_link_repeats"] = st.Store.Profiles, st.Store.Repartitions, st.Store.RefusedRepeats
 	return nil
 }
