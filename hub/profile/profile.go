@@ -60,18 +60,18 @@ type Contact struct {
 
 // Computed holds the traits kept current on every event.
 type Computed struct {
-	FirstSeen      time.Time        `msgpack:"fs" json:"first_seen"`
-	LastSeen       time.Time        `msgpack:"ls" json:"last_seen"`
-	Events         int64            `msgpack:"ev" json:"events"`
-	Orders         int64            `msgpack:"or" json:"orders"`
-	Revenue        Money            `msgpack:"rv" json:"revenue"`
-	LastPurchaseAt time.Time        `msgpack:"lp,omitempty" json:"last_purchase_at,omitzero"`
-	SiteVisits     map[string]int64 `msgpack:"sv,omitempty" json:"site_visits,omitempty"`
+	FirstSeen      time.Time `msgpack:"fs" json:"first_seen"`
+	LastSeen       time.Time `msgpack:"ls" json:"last_seen"`
+	Events         int64     `msgpack:"ev" json:"events"`
+	Orders         int64     `msgpack:"or" json:"orders"`
+	Revenue        Money     `msgpack:"rv" json:"revenue"`
+	LastPurchaseAt time.Time `msgpack:"lp,omitempty" json:"last_purchase_at,omitzero"`
+	SiteVisits     Counts    `msgpack:"sv,omitempty" json:"site_visits,omitempty"`
 	// Edges counts the profile's events per edge that captured them; it
 	// decides which edges hold the profile's snapshot.
-	Edges       map[string]int64 `msgpack:"ed,omitempty" json:"edges,omitempty"`
-	Channels    map[string]int64 `msgpack:"ch,omitempty" json:"channels,omitempty"`
-	LastContact *Contact         `msgpack:"lc,omitempty" json:"last_contact,omitempty"`
+	Edges       Counts   `msgpack:"ed,omitempty" json:"edges,omitempty"`
+	Channels    Counts   `msgpack:"ch,omitempty" json:"channels,omitempty"`
+	LastContact *Contact `msgpack:"lc,omitempty" json:"last_contact,omitempty"`
 	// Purchases are the most recent products bought (at most
 	// MaxRecentPurchases), newest first: what next-best offers start from
 	// without reading the timeline.
@@ -267,16 +267,10 @@ func (c *Classifier) Apply(p *Profile, e *protocol.Event) {
 	}
 	cp.Events++
 	if e.Source.Edge != "" {
-		if cp.Edges == nil {
-			cp.Edges = make(map[string]int64)
-		}
-		cp.Edges[e.Source.Edge]++
+		cp.Edges.Add(e.Source.Edge, 1)
 	}
 	if e.Channel != "" {
-		if cp.Channels == nil {
-			cp.Channels = make(map[string]int64)
-		}
-		cp.Channels[e.Channel]++
+		cp.Channels.Add(e.Channel, 1)
 	}
 	value, isOrder := c.IsOrder(e)
 	if isOrder {
@@ -289,10 +283,7 @@ func (c *Classifier) Apply(p *Profile, e *protocol.Event) {
 	}
 	site := e.Source.Site
 	if site != "" && (isOrder || matchAny(c.r.VisitEvents, e.Name)) {
-		if cp.SiteVisits == nil {
-			cp.SiteVisits = make(map[string]int64)
-		}
-		cp.SiteVisits[site]++
+		cp.SiteVisits.Add(site, 1)
 	}
 	if e.Channel == protocol.ChannelContactCenter || (e.Type == protocol.TypeTrack && matchAny(c.r.ContactEvents, e.Name)) {
 		ct := &Contact{Channel: e.Channel, Stamp: st}
@@ -360,9 +351,9 @@ func Merge(dst, src *Profile) {
 	if b.LastPurchaseAt.After(a.LastPurchaseAt) {
 		a.LastPurchaseAt = b.LastPurchaseAt
 	}
-	a.SiteVisits = addCounts(a.SiteVisits, b.SiteVisits)
-	a.Channels = addCounts(a.Channels, b.Channels)
-	a.Edges = addCounts(a.Edges, b.Edges)
+	a.SiteVisits.Merge(b.SiteVisits)
+	a.Channels.Merge(b.Channels)
+	a.Edges.Merge(b.Edges)
 	a.Purchases = addPurchases(a.Purchases, b.Purchases)
 	if b.LastContact != nil && (a.LastContact == nil || b.LastContact.After(a.LastContact.Stamp)) {
 		c := *b.LastContact
@@ -374,19 +365,6 @@ func Merge(dst, src *Profile) {
 	if src.UpdatedAt.After(dst.UpdatedAt) {
 		dst.UpdatedAt = src.UpdatedAt
 	}
-}
-
-func addCounts(a, b map[string]int64) map[string]int64 {
-	if len(b) == 0 {
-		return a
-	}
-	if a == nil {
-		a = make(map[string]int64, len(b))
-	}
-	for k, v := range b {
-		a[k] += v
-	}
-	return a
 }
 
 // AddIdentifier adds id unless present, keeping the list sorted.
@@ -445,7 +423,7 @@ func Derive(p *Profile, now time.Time, th RFMThresholds) Derived {
 		d.AverageOrderValue = math.Round(c.Revenue.Float()/float64(c.Orders)*100) / 100
 	}
 	var best int64
-	for site, n := range c.SiteVisits {
+	for site, n := range c.SiteVisits.All() {
 		if n > best || (n == best && site < d.FavouriteSite) {
 			best, d.FavouriteSite = n, site
 		}

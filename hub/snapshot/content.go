@@ -49,7 +49,7 @@ func (m *Manager) build(v *store.View) protocol.ProfileSnapshot {
 	}
 	if len(cp.Channels) > 0 {
 		ch := make(map[string]any, len(cp.Channels))
-		for k, n := range cp.Channels {
+		for k, n := range cp.Channels.All() {
 			ch[k] = n
 		}
 		c["channels"] = ch
@@ -85,14 +85,14 @@ func (m *Manager) holds(e *edge, v *store.View) bool {
 		return true
 	case ScopeRegion:
 		r := m.regionOf(e.st.Edge)
-		for id, n := range v.Computed.Edges {
+		for id, n := range v.Computed.Edges.All() {
 			if n > 0 && m.regionOf(id) == r {
 				return true
 			}
 		}
 		return false
 	default:
-		return v.Computed.Edges[e.st.Edge] > 0
+		return v.Computed.Edges.Get(e.st.Edge) > 0
 	}
 }
 
@@ -107,7 +107,7 @@ func (m *Manager) targets(v *store.View) []uint32 {
 		}
 	case ScopeRegion:
 		seen := map[string]bool{}
-		for id, n := range v.Computed.Edges {
+		for id, n := range v.Computed.Edges.All() {
 			r := m.regionOf(id)
 			if n <= 0 || seen[r] {
 				continue
@@ -118,7 +118,7 @@ func (m *Manager) targets(v *store.View) []uint32 {
 			}
 		}
 	default:
-		for id, n := range v.Computed.Edges {
+		for id, n := range v.Computed.Edges.All() {
 			if n <= 0 {
 				continue
 			}

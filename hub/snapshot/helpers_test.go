@@ -50,7 +50,7 @@ func (f *fakeSource) put(id string, edges map[string]int64, name string) {
 		Identifiers: []protocol.Identifier{{Type: "email", Value: id + "@example.com"}, {Type: "loyalty_id", Value: "L-" + id}},
 		Traits:      map[string]profile.Trait{"name": {Value: name}, "email": {Value: id + "@example.com"}},
 		Consent:     map[string]profile.Consent{"marketing": {Granted: true}},
-		Computed:    profile.Computed{Edges: edges, Orders: 1, Revenue: profile.MoneyOf(12.5)},
+		Computed:    profile.Computed{Edges: profile.CountsOf(edges), Orders: 1, Revenue: profile.MoneyOf(12.5)},
 	}}
 	f.profiles[id] = v
 	f.mark(id)

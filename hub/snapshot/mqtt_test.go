@@ -201,7 +201,7 @@ func wantSet(t testing.TB, st *store.Store, edge string) []string {
 			t.Fatal(err)
 		}
 		for _, v := range views {
-			if v.Computed.Edges[edge] > 0 {
+			if v.Computed.Edges.Get(edge) > 0 {
 				out = append(out, v.ID)
 			}
 		}

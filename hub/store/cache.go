@@ -78,9 +78,10 @@ func (r *record) clone() *record {
 	// Shared until written: few events carry traits or consent
 	// (ownTraitsConsent).
 	c.sharedTC = r.P.Traits != nil || r.P.Consent != nil
-	p.Computed.SiteVisits = maps.Clone(r.P.Computed.SiteVisits)
-	p.Computed.Channels = maps.Clone(r.P.Computed.Channels)
-	p.Computed.Edges = maps.Clone(r.P.Computed.Edges)
+	// Own copies: Classifier.Apply adds to them in place.
+	p.Computed.SiteVisits = r.P.Computed.SiteVisits.Clone()
+	p.Computed.Channels = r.P.Computed.Channels.Clone()
+	p.Computed.Edges = r.P.Computed.Edges.Clone()
 	// Shared, clipped: purchases are merged into a new list.
 	p.Computed.Purchases = slices.Clip(r.P.Computed.Purchases)
 	if r.P.Computed.LastContact != nil {

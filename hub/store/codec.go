@@ -229,14 +229,14 @@ func appendPurchase(b []byte, product, name string, at time.Time) []byte {
 	return mpack.AppendTime(mpack.AppendStr(b, "at"), at)
 }
 
-// appendCounts writes a map of counts under key, unless it is empty.
-func appendCounts(b []byte, key string, m map[string]int64) []byte {
-	if len(m) == 0 {
+// appendCounts writes counts under key as a map, unless they are empty.
+func appendCounts(b []byte, key string, c profile.Counts) []byte {
+	if len(c) == 0 {
 		return b
 	}
-	b = mpack.AppendMapHeader(mpack.AppendStr(b, key), len(m))
-	for k, v := range m {
-		b = mpack.AppendInt64(mpack.AppendStr(b, k), v)
+	b = mpack.AppendMapHeader(mpack.AppendStr(b, key), len(c))
+	for _, x := range c {
+		b = mpack.AppendInt64(mpack.AppendStr(b, x.Key), x.N)
 	}
 	return b
 }

@@ -46,11 +46,11 @@ func genValue(t *rapid.T, depth int) any {
 	}
 }
 
-func genCounts(t *rapid.T, label string) map[string]int64 {
+func genCounts(t *rapid.T, label string) profile.Counts {
 	if rapid.Bool().Draw(t, label+"-nil") {
 		return nil
 	}
-	return rapid.MapOfN(rapid.StringN(0, 40, -1), rapid.Int64(), 0, 20).Draw(t, label)
+	return profile.CountsOf(rapid.MapOfN(rapid.StringN(0, 40, -1), rapid.Int64(), 0, 20).Draw(t, label))
 }
 
 func genStamp(t *rapid.T) profile.Stamp {
