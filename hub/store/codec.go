@@ -1,7 +1,7 @@
 package store
 
 import (
-	"time"
+	"slices"
 	"unsafe"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -50,24 +50,92 @@ func encodeRecord(dst []byte, r *record) ([]byte, error) {
 // clones: its identifiers and its recent purchases. Profiles of active
 // customers change on every event but gain identifiers and purchases
 // rarely, and these two lists are most of their bytes (hundreds of
-// anonymous ids, fifty purchases). No list is written in place
-// (record.clone): a changed list is a new array or a longer one, so the
-// address of its elements and its length tell whether the bytes still
-// encode it. The code travels with the record into the cache and into
-// later clones.
-type listCode struct {
-	data unsafe.Pointer
-	n    int
-	b    []byte
+// anonymous ids, fifty purchases). The code travels with the record into
+// the cache and into later clones.
+//
+// The cache holds while the record's list is the list encoded: the same
+// array and length. That is sound because an encoded list is never
+// written in place: encode clips it, so that a later insert reallocates,
+// and clones share lists clipped too. A changed list is mostly the old one
+// with an identifier inserted, or with new purchases ahead of the old
+// ones and the oldest dropped: encode then copies the encodings of the
+// elements that did not change (compared with ==, which for these element
+// types implies the same encoding) and encodes only the others.
+type listCode[T comparable] struct {
+	list []T    // the list encoded
+	b    []byte // the encodings of its elements, one after the other
+	offs []int  // where each element's encoding starts in b, then len(b)
 }
 
-// encode appends the encoding of the list at data with n elements, from
-// the cache when it holds that list, else written by enc and cached.
-func (c *listCode) encode(b []byte, data unsafe.Pointer, n int, enc func([]byte) []byte) []byte {
-	if c.b == nil || c.data != data || c.n != n {
-		*c = listCode{data: data, n: n, b: enc(nil)}
+// encode appends the encoding of *list, an array of elements written by
+// enc, and clips *list.
+func (c *listCode[T]) encode(dst []byte, list *[]T, enc func([]byte, T) []byte) []byte {
+	l := slices.Clip(*list)
+	*list = l
+	if c.b == nil || unsafe.SliceData(c.list) != unsafe.SliceData(l) || len(c.list) != len(l) {
+		c.update(l, enc)
 	}
-	return append(b, c.b...)
+	return append(mpack.AppendArrayHeader(dst, len(l)), c.b...)
+}
+
+// update makes c the code of l, reusing what it can of the code of the
+// list it held.
+func (c *listCode[T]) update(l []T, enc func([]byte, T) []byte) {
+	old, ob, oo := c.list, c.b, c.offs
+	b := make([]byte, 0, max(len(ob), 64))
+	offs := make([]int, 0, len(l)+1)
+	add := func(xs []T) {
+		for _, x := range xs {
+			offs = append(offs, len(b))
+			b = enc(b, x)
+		}
+	}
+	// reuse appends the encodings of old[i:j].
+	reuse := func(i, j int) {
+		shift := len(b) - oo[i]
+		for _, o := range oo[i:j] {
+			offs = append(offs, o+shift)
+		}
+		b = append(b, ob[oo[i]:oo[j]]...)
+	}
+	n := min(len(old), len(l))
+	pre, suf := 0, 0
+	if ob != nil {
+		for pre < n && l[pre] == old[pre] {
+			pre++
+		}
+		for suf < n-pre && l[len(l)-1-suf] == old[len(old)-1-suf] {
+			suf++
+		}
+	}
+	switch k := headBefore(l, old); {
+	case ob == nil || (pre == 0 && suf == 0 && k < 0):
+		add(l)
+	case pre > 0 || suf > 0:
+		// An insert, a removal or a change between an unchanged head
+		// and an unchanged tail.
+		reuse(0, pre)
+		add(l[pre : len(l)-suf])
+		reuse(len(old)-suf, len(old))
+	default:
+		// New elements ahead of the old ones, the oldest dropped.
+		add(l[:k])
+		reuse(0, len(l)-k)
+	}
+	c.list, c.b, c.offs = l, b, append(offs, len(b))
+}
+
+// headBefore returns k > 0 if l is k new elements followed by a prefix of
+// old (at least one element), else -1.
+func headBefore[T comparable](l, old []T) int {
+	if len(old) == 0 {
+		return -1
+	}
+	k := slices.Index(l, old[0])
+	if k <= 0 || len(l)-k > len(old) || !slices.Equal(l[k:], old[:len(l)-k]) {
+		return -1
+	}
+	return k
 }
 
 func appendProfile(b []byte, r *record) ([]byte, error) {
@@ -78,14 +146,7 @@ func appendProfile(b []byte, r *record) ([]byte, error) {
 	if p.Identifiers == nil {
 		b = mpack.AppendNil(b)
 	} else {
-		ids := p.Identifiers
-		b = r.ids.encode(b, unsafe.Pointer(unsafe.SliceData(ids)), len(ids), func(b []byte) []byte {
-			b = mpack.AppendArrayHeader(b, len(ids))
-			for _, x := range ids {
-				b = appendIdentifier(b, x)
-			}
-			return b
-		})
+		b = r.ids.encode(b, &p.Identifiers, appendIdentifier)
 	}
 	if len(p.Traits) > 0 {
 		b = mpack.AppendMapHeader(mpack.AppendStr(b, "tr"), len(p.Traits))
@@ -184,7 +245,7 @@ func appendAny(b []byte, v any) ([]byte, error) {
 }
 
 // appendComputed writes c, its purchases through pc.
-func appendComputed(b []byte, c *profile.Computed, pc *listCode) []byte {
+func appendComputed(b []byte, c *profile.Computed, pc *listCode[profile.Purchase]) []byte {
 	b = mpack.AppendMapHeader(b, mapLen(5, !c.LastPurchaseAt.IsZero(), len(c.SiteVisits) > 0, len(c.Edges) > 0,
 		len(c.Channels) > 0, c.LastContact != nil, len(c.Purchases) > 0))
 	b = mpack.AppendTime(mpack.AppendStr(b, "fs"), c.FirstSeen)
@@ -208,25 +269,19 @@ func appendComputed(b []byte, c *profile.Computed, pc *listCode) []byte {
 		}
 		b = appendStamp(b, lc.Stamp)
 	}
-	if ps := c.Purchases; len(ps) > 0 {
-		b = pc.encode(mpack.AppendStr(b, "pu"), unsafe.Pointer(unsafe.SliceData(ps)), len(ps), func(b []byte) []byte {
-			b = mpack.AppendArrayHeader(b, len(ps))
-			for _, p := range ps {
-				b = appendPurchase(b, p.Product, p.Name, p.At)
-			}
-			return b
-		})
+	if len(c.Purchases) > 0 {
+		b = pc.encode(mpack.AppendStr(b, "pu"), &c.Purchases, appendPurchase)
 	}
 	return b
 }
 
-func appendPurchase(b []byte, product, name string, at time.Time) []byte {
-	b = mpack.AppendMapHeader(b, mapLen(2, name != ""))
-	b = mpack.AppendStr(mpack.AppendStr(b, "p"), product)
-	if name != "" {
-		b = mpack.AppendStr(mpack.AppendStr(b, "n"), name)
+func appendPurchase(b []byte, p profile.Purchase) []byte {
+	b = mpack.AppendMapHeader(b, mapLen(2, p.Name != ""))
+	b = mpack.AppendStr(mpack.AppendStr(b, "p"), p.Product)
+	if p.Name != "" {
+		b = mpack.AppendStr(mpack.AppendStr(b, "n"), p.Name)
 	}
-	return mpack.AppendTime(mpack.AppendStr(b, "at"), at)
+	return mpack.AppendTime(mpack.AppendStr(b, "at"), p.At)
 }
 
 // appendCounts writes counts under key as a map, unless they are empty.

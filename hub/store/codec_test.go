@@ -116,7 +116,7 @@ func sameDecoded(t *rapid.T, own, refl []byte, into func() any) {
 	if err := msgpack.Unmarshal(refl, want); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(want, got, cmp.AllowUnexported(record{}, node{}), cmpopts.IgnoreTypes(listCode{})); diff != "" {
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(record{}, node{}), cmpopts.IgnoreTypes(listCode[protocol.Identifier]{}, listCode[profile.Purchase]{})); diff != "" {
 		t.Fatalf("decoded values differ (-reflection +hand-written):\n%s", diff)
 	}
 }
@@ -172,29 +172,65 @@ func TestCodecRoundTrip(t *testing.T) {
 
 // TestListCodeFollowsChanges: a record encoded, then cloned and changed
 // the way the writer changes profiles (identifiers added, in place when
-// the list has room; purchases merged into a new list; counters), encodes
-// like the reflection encoder after every step: no cached list encoding
-// outlives a change of its list.
+// the list has room; purchases put ahead of the old ones, the oldest
+// dropped; counters) and in other ways (elements removed or replaced
+// anywhere, lists rebuilt), encodes like the reflection encoder after
+// every step: no cached list encoding outlives a change of its list, and
+// the encodings it reuses are those of unchanged elements.
 func TestListCodeFollowsChanges(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		str := rapid.StringN(0, 12, -1)
+		// Few distinct values, so that lists repeat elements.
+		few := rapid.SampledFrom([]string{"a", "b", "c"})
+		purchase := func(t *rapid.T) profile.Purchase {
+			return profile.Purchase{Product: few.Draw(t, "product"), Name: rapid.SampledFrom([]string{"", "x"}).Draw(t, "name"),
+				At: time.Unix(int64(rapid.IntRange(0, 3).Draw(t, "at")), 0).UTC()}
+		}
 		r := genRecord(t)
 		if rapid.Bool().Draw(t, "room") {
 			r.P.Identifiers = slices.Grow(r.P.Identifiers, 4)
 		}
-		for range rapid.IntRange(1, 10).Draw(t, "steps") {
+		for range rapid.IntRange(1, 12).Draw(t, "steps") {
 			checkRecordCodec(t, r)
-			switch rapid.IntRange(0, 3).Draw(t, "change") {
+			ps := r.P.Computed.Purchases
+			switch rapid.IntRange(0, 8).Draw(t, "change") {
 			case 0:
 				r = r.clone()
 			case 1:
 				r.P.AddIdentifier(protocol.Identifier{Type: str.Draw(t, "type"), Value: str.Draw(t, "value")})
 			case 2:
-				p := profile.Purchase{Product: str.Draw(t, "product"), At: genTime(t, "at")}
-				r.P.Computed.Purchases = append([]profile.Purchase{p}, r.P.Computed.Purchases...)
+				head := make([]profile.Purchase, rapid.IntRange(1, 3).Draw(t, "new"))
+				for i := range head {
+					head[i] = purchase(t)
+				}
+				keep := rapid.IntRange(0, len(ps)).Draw(t, "keep")
+				r.P.Computed.Purchases = append(head, ps[:keep]...)
 			case 3:
 				r.P.Computed.Events++
+			case 4:
+				if len(r.P.Identifiers) > 0 {
+					i := rapid.IntRange(0, len(r.P.Identifiers)-1).Draw(t, "remove")
+					r.P.Identifiers = slices.Delete(slices.Clone(r.P.Identifiers), i, i+1)
+				}
+			case 5:
+				if len(ps) > 0 {
+					i := rapid.IntRange(0, len(ps)-1).Draw(t, "replace")
+					ps = slices.Clone(ps)
+					ps[i] = purchase(t)
+					r.P.Computed.Purchases = ps
+				}
+			case 6:
+				r.P.Computed.Purchases = rapid.SliceOfN(rapid.Custom(purchase), 0, 6).Draw(t, "purchases")
+			case 7:
+				if len(ps) > 1 {
+					i := rapid.IntRange(0, len(ps)-1).Draw(t, "insert")
+					r.P.Computed.Purchases = slices.Insert(slices.Clone(ps), i, purchase(t))
+				}
+			case 8:
+				// Shorter, same array.
+				r.P.Computed.Purchases = ps[:rapid.IntRange(0, len(ps)).Draw(t, "truncate")]
 			}
 		}
+		checkRecordCodec(t, r)
 	})
 }

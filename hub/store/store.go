@@ -142,7 +142,8 @@ type record struct {
 	MergeSeq   uint64 `msgpack:"mq,omitempty"`
 	// ids and purchases cache the encodings of P.Identifiers and
 	// P.Computed.Purchases (listCode).
-	ids, purchases listCode
+	ids       listCode[protocol.Identifier]
+	purchases listCode[profile.Purchase]
 	// sharedTC is set while P.Traits and P.Consent are the maps of the
 	// record this one was cloned from (ownTraitsConsent).
 	sharedTC bool
