@@ -112,3 +112,27 @@ func TestRefusedRepeatsOrderIndependence(t *testing.T) {
 		}
 	})
 }
+
+// TestTypeRun: counting a type's identifiers by binary search in a sorted
+// list agrees with counting them one by one.
+func TestTypeRun(t *testing.T) {
+	typ := rapid.SampledFrom([]string{"", "a", "anonymous_id", "email", "email2", "phone", "z"})
+	rapid.Check(t, func(t *rapid.T) {
+		var p profile.Profile
+		for _, x := range rapid.SliceOfN(rapid.Custom(func(t *rapid.T) protocol.Identifier {
+			return protocol.Identifier{Type: typ.Draw(t, "type"), Value: rapid.StringN(0, 3, -1).Draw(t, "value")}
+		}), 0, 40).Draw(t, "ids") {
+			p.AddIdentifier(x)
+		}
+		want := typ.Draw(t, "count")
+		n := 0
+		for _, x := range p.Identifiers {
+			if x.Type == want {
+				n++
+			}
+		}
+		if got := typeRun(p.Identifiers, want); got != n {
+			t.Fatalf("typeRun(%v, %q) = %d, want %d", p.Identifiers, want, got, n)
+		}
+	})
+}

@@ -28,6 +28,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -1242,24 +1243,27 @@ func (t *tx) plan(e *protocol.Event) (*plan, error) {
 		if typ != lastType {
 			lastType, lastLimited = typ, r.Limited(typ)
 		}
-		if !lastLimited {
-			return
+		if lastLimited {
+			counts = addCount(counts, typ, 1)
 		}
-		for i := range counts {
-			if counts[i].typ == typ {
-				counts[i].n++
-				return
-			}
-		}
-		counts = append(counts, typeCount{typ, 1})
 	}
+	limitedTypes, known := r.LimitedTypes()
 	for _, pid := range p.pids {
 		rec, err := t.profile(pid)
 		if err != nil {
 			return nil, fmt.Errorf("profile %s of a node: %w", pid, err)
 		}
-		for _, x := range rec.P.Identifiers {
-			count(x.Type)
+		if !known {
+			for _, x := range rec.P.Identifiers {
+				count(x.Type)
+			}
+			continue
+		}
+		// The list is sorted by type: count each limited type's run.
+		for _, typ := range limitedTypes {
+			if n := typeRun(rec.P.Identifiers, typ); n > 0 {
+				counts = addCount(counts, typ, n)
+			}
 		}
 	}
 	for _, x := range p.active {
@@ -1279,6 +1283,29 @@ func (t *tx) plan(e *protocol.Event) (*plan, error) {
 type typeCount struct {
 	typ string
 	n   int
+}
+
+func addCount(counts []typeCount, typ string, n int) []typeCount {
+	for i := range counts {
+		if counts[i].typ == typ {
+			counts[i].n += n
+			return counts
+		}
+	}
+	return append(counts, typeCount{typ, n})
+}
+
+// typeRun returns how many identifiers of ids, sorted by type
+// (profile.CompareIdentifiers), are of type typ.
+func typeRun(ids []protocol.Identifier, typ string) int {
+	lo, _ := slices.BinarySearchFunc(ids, typ, func(x protocol.Identifier, t string) int { return strings.Compare(x.Type, t) })
+	hi, _ := slices.BinarySearchFunc(ids[lo:], typ, func(x protocol.Identifier, t string) int {
+		if x.Type == t {
+			return -1
+		}
+		return 1
+	})
+	return hi
 }
 
 // resolve carries out plan p for e: it records co-occurrences, then links
