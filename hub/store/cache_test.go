@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/unico-cdp/unico/hub/profile"
 	"github.com/unico-cdp/unico/protocol"
 )
@@ -114,5 +116,58 @@ func TestReadersShareNoTraits(t *testing.T) {
 	wg.Wait()
 	if reads.Load() == 0 {
 		t.Fatal("the reader read no traits")
+	}
+}
+
+// TestAbandonedTxLeavesCache: a transaction that resolves events and is
+// then dropped without being written (resolveBatches returns an error
+// half way) must leave no trace in the nodes and profiles the cache
+// holds, which it shares until it changes them (tx.nodeW, record.clone).
+func TestAbandonedTxLeavesCache(t *testing.T) {
+	s := open(t)
+	a, b := id(protocol.IDEmail, "a@x.com"), id(protocol.IDEmail, "b@x.com")
+	c1, c2 := id(protocol.IDLoyaltyID, "L1"), id(protocol.IDLoyaltyID, "L2")
+	phone, anon := id(protocol.IDPhone, "+3311"), id(protocol.IDAnonymousID, "anon-1")
+	card, mail := id(protocol.IDLoyaltyID, "L9"), func(i int) protocol.Identifier { return id(protocol.IDEmail, fmt.Sprintf("m%d@x.com", i)) }
+	commit(t, s, order("e1", 1, 10, "s1", c1, a), order("e2", 2, 10, "s1", b, anon), order("e3", 3, 10, "s2", a, id(protocol.IDAnonymousID, "anon-0")),
+		order("e7", 7, 10, "s4", card, mail(1)), order("e8", 8, 10, "s4", card, mail(2)), order("e9", 9, 10, "s4", card, mail(3)))
+	encoded := func() map[string]string {
+		s.cache.mu.RLock()
+		defer s.cache.mu.RUnlock()
+		out := map[string]string{}
+		for x, n := range s.cache.nodes {
+			out["node "+x.String()] = string(encodeNode(nil, n))
+		}
+		for pid, r := range s.cache.profiles {
+			enc, err := encodeRecord(nil, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out["profile "+pid] = string(enc)
+		}
+		return out
+	}
+	before := encoded()
+	if len(before) < 10 {
+		t.Fatalf("the cache holds %d nodes and profiles, want 8 nodes and 3 profiles", len(before))
+	}
+	s.mu.Lock()
+	tx := s.newTx()
+	for _, e := range []protocol.Event{
+		order("e4", 4, 10, "s1", a, b, phone), // links the two profiles: one absorbs the other, nodes move
+		order("e5", 5, 10, "s3", anon, id(protocol.IDAnonymousID, "anon-2")),
+		order("e6", 6, 10, "s3", c1, c2),          // a refused link: re-partition
+		order("e10", 10, 10, "s4", card, mail(4)), // the card becomes shared: its profile splits
+	} {
+		if _, err := tx.addEvent(&e, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.mu.Unlock()
+	if len(tx.dirtyN) == 0 || len(tx.dirtyP) == 0 {
+		t.Fatalf("the transaction changed %d nodes and %d profiles, want some of each", len(tx.dirtyN), len(tx.dirtyP))
+	}
+	if d := cmp.Diff(before, encoded()); d != "" {
+		t.Fatalf("a transaction that was never written changed the cache (-before +after):\n%s", d)
 	}
 }

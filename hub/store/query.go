@@ -323,7 +323,7 @@ func (s *Store) Isolate(x protocol.Identifier) error {
 	}
 	s.resume()
 	t := s.newTx()
-	n, err := t.node(x)
+	n, err := t.nodeW(x)
 	if err != nil {
 		return err
 	}
@@ -331,7 +331,6 @@ func (s *Store) Isolate(x protocol.Identifier) error {
 		return ErrNotFound
 	}
 	n.Isolated = true
-	t.dirtyN[x] = true
 	c, err := t.gather([]protocol.Identifier{x}, nil)
 	if err != nil {
 		return fmt.Errorf("unmerge %s: %w", x, err)

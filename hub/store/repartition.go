@@ -200,8 +200,11 @@ func (t *tx) rewrite(c *component, causeEvent, reason string) error {
 			// Most nodes of a re-partitioned component keep their
 			// profile: only those that change are written.
 			if n, _ := t.node(x); n.P != rec.P.ID {
+				n, err := t.nodeW(x)
+				if err != nil {
+					return err
+				}
 				n.P = rec.P.ID
-				t.dirtyN[x] = true
 			}
 		}
 		recs[gi] = rec
@@ -212,8 +215,10 @@ func (t *tx) rewrite(c *component, causeEvent, reason string) error {
 			return err
 		}
 		if n.P != "" || !n.Shared {
+			if n, err = t.nodeW(x); err != nil {
+				return err
+			}
 			n.P, n.Shared, n.Seen = "", true, nil
-			t.dirtyN[x] = true
 		}
 	}
 	groupOf := make(map[protocol.Identifier]int)
@@ -329,8 +334,10 @@ func (t *tx) attachOnly(e *protocol.Event, active []protocol.Identifier) error {
 		}
 	} else {
 		rec = t.newProfile(t.s.opts.Now().UTC())
+		if n0, err = t.nodeW(active[0]); err != nil {
+			return err
+		}
 		n0.P = rec.P.ID
-		t.dirtyN[active[0]] = true
 		rec.P.AddIdentifier(active[0])
 	}
 	counts := map[string]int{}
@@ -348,8 +355,10 @@ func (t *tx) attachOnly(e *protocol.Event, active []protocol.Identifier) error {
 		}
 		max := r.Rule(x.Type).MaxPerProfile
 		if n.P == "" && !n.Isolated && (max == 0 || counts[x.Type] < max) {
+			if n, err = t.nodeW(x); err != nil {
+				return err
+			}
 			n.P = rec.P.ID
-			t.dirtyN[x] = true
 			rec.P.AddIdentifier(x)
 			counts[x.Type]++
 			mr.Links = append(mr.Links, identity.Decision{EventID: e.ID, A: active[0], B: x, Linked: true, Reason: identity.ReasonLinked})

@@ -127,8 +127,11 @@ func (t *tx) attachRepeat(e *protocol.Event, sig, fresh []protocol.Identifier) e
 	if len(fresh) > 0 {
 		mr := MergeRecord{At: t.s.opts.Now().UTC(), EventID: e.ID, Reason: identity.ReasonLinked}
 		for _, x := range fresh {
-			t.nodes[x].P = owner
-			t.dirtyN[x] = true
+			n, err := t.nodeW(x)
+			if err != nil {
+				return err
+			}
+			n.P = owner
 			rec.P.AddIdentifier(x)
 			mr.Links = append(mr.Links, identity.Decision{EventID: e.ID, A: sig[0], B: x, Linked: true, Reason: identity.ReasonLinked})
 		}

@@ -998,24 +998,23 @@ func (t *tx) finish() error {
 	return nil
 }
 
-// node returns x's node for this transaction to change: its own, or a
-// clone of a pending one's, the cached, or the stored one.
+// node returns x's node for this transaction to read: its own, a pending
+// one's, the cached, or the stored one. The node may be shared with the
+// cache and other transactions: nodeW returns it to change.
 func (t *tx) node(x protocol.Identifier) (*node, error) {
 	if n, ok := t.nodes[x]; ok {
 		return n, nil
 	}
 	for _, in := range slices.Backward(t.s.pending) {
 		if n, ok := in.nodes[x]; ok {
-			n = n.clone()
 			t.nodes[x] = n
 			return n, nil
 		}
 	}
 	cached, complete := t.s.cache.node(x)
 	if cached != nil {
-		n := cached.clone()
-		t.nodes[x] = n
-		return n, nil
+		t.nodes[x] = cached
+		return cached, nil
 	}
 	n := &node{}
 	if !complete {
@@ -1024,6 +1023,24 @@ func (t *tx) node(x protocol.Identifier) (*node, error) {
 		}
 	}
 	t.nodes[x] = n
+	return n, nil
+}
+
+// nodeW returns x's node for this transaction to change, and marks it to
+// be written. Most events change none of their identifiers' nodes, so
+// node shares them and nodeW copies a node on its first change: a node of
+// this transaction's own is one it marked (dirtyN). A pointer that node
+// returned before must not be read after nodeW: it may be the older copy.
+func (t *tx) nodeW(x protocol.Identifier) (*node, error) {
+	n, err := t.node(x)
+	if err != nil {
+		return nil, err
+	}
+	if !t.dirtyN[x] {
+		n = n.clone()
+		t.nodes[x] = n
+		t.dirtyN[x] = true
+	}
 	return n, nil
 }
 
@@ -1313,7 +1330,10 @@ func typeRun(ids []protocol.Identifier, typ string) int {
 func (t *tx) resolve(e *protocol.Event, p *plan) error {
 	r := t.s.rules
 	for x, byType := range p.seen {
-		n := t.nodes[x]
+		n, err := t.nodeW(x)
+		if err != nil {
+			return err
+		}
 		if slices.Contains(p.shared, x) {
 			n.Shared, n.Seen = true, nil
 			t.s.log.Info("identifier is shared, it no longer links", "identifier", x.String(), "event", e.ID)
@@ -1325,7 +1345,6 @@ func (t *tx) resolve(e *protocol.Event, p *plan) error {
 				n.Seen[typ] = append(n.Seen[typ], hs...)
 			}
 		}
-		t.dirtyN[x] = true
 	}
 	if p.reason == "" {
 		if len(p.active) == 0 {
@@ -1410,9 +1429,12 @@ func (t *tx) link(e *protocol.Event, active []protocol.Identifier, pids []string
 		// A node that names surv (before, or since an absorb) is in its
 		// list: only the others are added, which spares a search of a
 		// long list on every event.
-		if n := t.nodes[x]; n.P != surv.P.ID {
+		if t.nodes[x].P != surv.P.ID {
+			n, err := t.nodeW(x)
+			if err != nil {
+				return err
+			}
 			n.P = surv.P.ID
-			t.dirtyN[x] = true
 			surv.P.AddIdentifier(x)
 		}
 		if i > 0 && (!before[i] || !before[0]) {
@@ -1461,12 +1483,11 @@ func (t *tx) absorb(surv, o *record) error {
 	surv.ownTraitsConsent()
 	profile.Merge(&surv.P, &o.P)
 	for _, x := range o.P.Identifiers {
-		n, err := t.node(x)
+		n, err := t.nodeW(x)
 		if err != nil {
 			return err
 		}
 		n.P = surv.P.ID
-		t.dirtyN[x] = true
 	}
 	if err := t.movePrefix(timelinePrefix(o.P.ID), timelinePrefix(surv.P.ID), func(k []byte) []byte {
 		return append(timelinePrefix(surv.P.ID), k[len(o.P.ID)+2:]...)
