@@ -107,7 +107,10 @@ func (r *record) ownTraitsConsent() {
 func (c *cache) install(t *tx) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for x := range t.nodes {
+	for x := range t.dirtyN {
+		c.nodes[x] = t.nodes[x]
+	}
+	for _, x := range t.loadedN {
 		c.nodes[x] = t.nodes[x]
 	}
 	for pid, r := range t.profiles {

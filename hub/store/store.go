@@ -803,9 +803,13 @@ type tx struct {
 	kvs   []kvWrite
 	index map[string]int
 	// overlay holds the writes to the scanned tables, by scan prefix.
-	overlay  map[string]map[string]overlayWrite // scan prefix → key → write
-	nodes    map[protocol.Identifier]*node
-	dirtyN   map[protocol.Identifier]bool
+	overlay map[string]map[string]overlayWrite // scan prefix → key → write
+	nodes   map[protocol.Identifier]*node
+	dirtyN  map[protocol.Identifier]bool
+	// loadedN are the nodes read from Badger: with dirtyN, the nodes the
+	// cache does not hold yet (the others were read from it, or from a
+	// pending transaction that installs them).
+	loadedN  []protocol.Identifier
 	profiles map[string]*record // nil value: deleted
 	dirtyP   map[string]bool
 	// created are the profiles this transaction created: Badger holds
@@ -1018,8 +1022,12 @@ func (t *tx) node(x protocol.Identifier) (*node, error) {
 	}
 	n := &node{}
 	if !complete {
-		if _, err := t.get(nodeKey(x), func(v []byte) error { return msgpack.Unmarshal(v, n) }); err != nil {
+		found, err := t.get(nodeKey(x), func(v []byte) error { return msgpack.Unmarshal(v, n) })
+		if err != nil {
 			return nil, fmt.Errorf("read node %s: %w", x, err)
+		}
+		if found {
+			t.loadedN = append(t.loadedN, x)
 		}
 	}
 	t.nodes[x] = n
