@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
+
 	"github.com/unico-cdp/unico/protocol"
 	"github.com/unico-cdp/unico/simulate"
 )
@@ -249,4 +251,94 @@ func BenchmarkCommitWire(b *testing.B) {
 	b.ReportMetric(percentile(lat, 0.99).Seconds()*1000, "p99-group-ms")
 	b.ReportMetric(peakRSSMB(), "peak-rss-MB")
 	b.ReportMetric(float64(s.Stats().Profiles), "profiles")
+}
+
+// BenchmarkBadgerWrites measures what Badger alone costs the hub: the
+// keys and values the store wrote for 200,000 simulator events (20,000
+// persons, groups of 1,000 events), recorded as they were handed to
+// Badger, are written again into an empty database with the store's
+// options, one transaction per recorded one, two in flight as in the
+// store's pipeline. Badger's share of BenchmarkCommitWire's CPU per event
+// is this benchmark's cpu-µs/event.
+func BenchmarkBadgerWrites(b *testing.B) {
+	const total, group = 200_000, 1_000
+	evs := simEvents(b, 20_000, total)
+	s, err := Open(Options{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var txs [][]kvWrite
+	s.onWrite = func(kvs []kvWrite) {
+		c := make([]kvWrite, len(kvs))
+		for i, w := range kvs {
+			c[i] = kvWrite{k: slices.Clone(w.k), v: slices.Clone(w.v), del: w.del}
+		}
+		txs = append(txs, c)
+	}
+	for i := 0; i < total; i += group {
+		if _, err := s.Commit(context.Background(), &protocol.Batch{Tenant: "t", EdgeID: "e1", Events: evs[i:min(i+group, total)]}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	opts := s.opts
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	evs = nil
+	var keys int
+	for _, t := range txs {
+		keys += len(t)
+	}
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(2 << 30))
+	for b.Loop() {
+		opts.Dir = b.TempDir()
+		db, err := badger.Open(badgerOptions(opts))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var (
+			wg     sync.WaitGroup
+			mu     sync.Mutex
+			failed error
+		)
+		ahead := make(chan struct{}, maxAhead)
+		cpu0 := cpuTime()
+		start := time.Now()
+		for _, t := range txs {
+			txn := db.NewTransaction(true)
+			for _, w := range t {
+				if w.del {
+					err = txn.Delete(w.k)
+				} else {
+					err = txn.Set(w.k, w.v)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			ahead <- struct{}{}
+			wg.Add(1)
+			txn.CommitWith(func(err error) {
+				defer wg.Done()
+				<-ahead
+				if err != nil {
+					mu.Lock()
+					failed = err
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		el, cpu := time.Since(start), cpuTime()-cpu0
+		if err := db.Close(); err != nil {
+			b.Fatal(err)
+		}
+		if failed != nil {
+			b.Fatal(failed)
+		}
+		b.ReportMetric(float64(cpu)/float64(time.Microsecond)/total, "cpu-µs/event")
+		b.ReportMetric(total/el.Seconds(), "events/s")
+		b.ReportMetric(float64(keys)/total, "keys/event")
+	}
 }

@@ -198,12 +198,15 @@ type Stats struct {
 
 // Store is the hub's profile store.
 type Store struct {
-	db    *badger.DB
-	opts  Options
-	rules *identity.Rules
-	cls   *profile.Classifier
-	ids   *protocol.IDGen
-	log   *slog.Logger
+	db   *badger.DB
+	opts Options
+	// onWrite, set by benchmarks before the first write, sees each
+	// transaction's writes as they are handed to Badger.
+	onWrite func([]kvWrite)
+	rules   *identity.Rules
+	cls     *profile.Classifier
+	ids     *protocol.IDGen
+	log     *slog.Logger
 
 	mu     sync.Mutex // serialises writers
 	closed bool
@@ -298,20 +301,7 @@ func Open(opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	bo := badger.DefaultOptions(opts.Dir).
-		WithSyncWrites(true).
-		WithDetectConflicts(false).
-		WithMetricsEnabled(false).
-		WithNumVersionsToKeep(1).
-		WithBlockCacheSize(opts.CacheBytes).
-		WithCompression(options.None).
-		WithValueThreshold(int64(opts.ValueThreshold)).
-		WithValueLogFileSize(valueLogFileSize).
-		WithLogger(badgerLogger{opts.Logger.With("component", "badger")})
-	if opts.valueLogFileSize > 0 {
-		bo = bo.WithValueLogFileSize(opts.valueLogFileSize)
-	}
-	db, err := badger.Open(bo)
+	db, err := badger.Open(badgerOptions(opts))
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", opts.Dir, err)
 	}
@@ -392,6 +382,25 @@ func (s *Store) loadNodes(txn *badger.Txn) error {
 		c.nodes[x] = n
 		return nil
 	})
+}
+
+// badgerOptions returns the options of the store's Badger database;
+// opts has its defaults.
+func badgerOptions(opts Options) badger.Options {
+	bo := badger.DefaultOptions(opts.Dir).
+		WithSyncWrites(true).
+		WithDetectConflicts(false).
+		WithMetricsEnabled(false).
+		WithNumVersionsToKeep(1).
+		WithBlockCacheSize(opts.CacheBytes).
+		WithCompression(options.None).
+		WithValueThreshold(int64(opts.ValueThreshold)).
+		WithValueLogFileSize(valueLogFileSize).
+		WithLogger(badgerLogger{opts.Logger.With("component", "badger")})
+	if opts.valueLogFileSize > 0 {
+		bo = bo.WithValueLogFileSize(opts.valueLogFileSize)
+	}
+	return bo
 }
 
 // Close closes Badger. It waits for a running Commit and for the
@@ -588,6 +597,9 @@ func (s *Store) commit(t *tx) {
 
 // write hands t's writes to Badger.
 func (s *Store) write(t *tx) {
+	if s.onWrite != nil {
+		s.onWrite(t.kvs)
+	}
 	wtx := s.db.NewTransaction(true)
 	for _, w := range t.kvs {
 		var err error
