@@ -136,3 +136,46 @@ func TestTypeRun(t *testing.T) {
 		}
 	})
 }
+
+// TestLimitedCountsFollowChanges: the cached counts of a record's limited
+// identifiers follow every change of its list: inserts (in place when the
+// list has room), clones, lists replaced.
+func TestLimitedCountsFollowChanges(t *testing.T) {
+	types := []string{"email", "loyalty_id", "phone"}
+	typ := rapid.SampledFrom([]string{"anonymous_id", "email", "loyalty_id", "phone", "zz"})
+	rapid.Check(t, func(t *rapid.T) {
+		r := &record{}
+		ident := func(t *rapid.T) protocol.Identifier {
+			return protocol.Identifier{Type: typ.Draw(t, "type"), Value: rapid.StringN(1, 3, -1).Draw(t, "value")}
+		}
+		for range rapid.IntRange(1, 30).Draw(t, "steps") {
+			switch rapid.IntRange(0, 3).Draw(t, "change") {
+			case 0:
+				r.P.AddIdentifier(ident(t))
+			case 1:
+				r = r.clone()
+			case 2:
+				r.P.Identifiers = slices.Grow(r.P.Identifiers, 8)
+			case 3:
+				var p profile.Profile
+				for range rapid.IntRange(0, 5).Draw(t, "n") {
+					p.AddIdentifier(ident(t))
+				}
+				r.P.Identifiers = p.Identifiers
+			}
+			want := map[string]int{}
+			for _, x := range r.P.Identifiers {
+				if slices.Contains(types, x.Type) {
+					want[x.Type]++
+				}
+			}
+			got := map[string]int{}
+			for _, c := range r.limitedCounts(types) {
+				got[c.typ] = c.n
+			}
+			if !cmp.Equal(got, want) {
+				t.Fatalf("counts %v of %v, want %v", got, r.P.Identifiers, want)
+			}
+		}
+	})
+}

@@ -32,6 +32,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -145,6 +146,8 @@ type record struct {
 	// P.Computed.Purchases (listCode).
 	ids       listCode[protocol.Identifier]
 	purchases listCode[profile.Purchase]
+	// lim caches the counts of P.Identifiers' limited types.
+	lim limitCounts
 	// sharedTC is set while P.Traits and P.Consent are the maps of the
 	// record this one was cloned from (ownTraitsConsent).
 	sharedTC bool
@@ -1296,11 +1299,8 @@ func (t *tx) plan(e *protocol.Event) (*plan, error) {
 			}
 			continue
 		}
-		// The list is sorted by type: count each limited type's run.
-		for _, typ := range limitedTypes {
-			if n := typeRun(rec.P.Identifiers, typ); n > 0 {
-				counts = addCount(counts, typ, n)
-			}
+		for _, c := range rec.limitedCounts(limitedTypes) {
+			counts = addCount(counts, c.typ, c.n)
 		}
 	}
 	for _, x := range p.active {
@@ -1330,6 +1330,35 @@ func addCount(counts []typeCount, typ string, n int) []typeCount {
 		}
 	}
 	return append(counts, typeCount{typ, n})
+}
+
+// limitCounts caches how many identifiers of each limited type a record's
+// list holds, for the list at ids with n elements. A list is never
+// changed in place without a change of its length (record.clone).
+type limitCounts struct {
+	ids    *protocol.Identifier
+	n      int
+	counts []typeCount
+}
+
+// limitedCounts returns how many identifiers of each of types r holds,
+// leaving out those it holds none of. The list is sorted by type: each
+// type's run is found by binary search, and the counts are kept until the
+// list changes (a frequent buyer's hundreds of anonymous ids change
+// rarely).
+func (r *record) limitedCounts(types []string) []typeCount {
+	ids := r.P.Identifiers
+	if r.lim.counts != nil && r.lim.ids == unsafe.SliceData(ids) && r.lim.n == len(ids) {
+		return r.lim.counts
+	}
+	counts := make([]typeCount, 0, len(types))
+	for _, typ := range types {
+		if n := typeRun(ids, typ); n > 0 {
+			counts = append(counts, typeCount{typ, n})
+		}
+	}
+	r.lim = limitCounts{unsafe.SliceData(ids), len(ids), counts}
+	return counts
 }
 
 // typeRun returns how many identifiers of ids, sorted by type
