@@ -11,8 +11,9 @@ import (
 
 // cache keeps decoded nodes and profiles that the writer used recently, so
 // that resolving an event rarely reads and decodes from Badger. It holds
-// durable state only: a transaction works on clones and its records are
-// installed once Badger has committed it (from the commit's callback, while
+// durable state only: a transaction reads its entries in place but changes
+// clones (record.clone, tx.nodeW), and its changes are installed once
+// Badger has committed it (from the commit's callback, while
 // the writer may be resolving the next transaction), so a failed commit
 // leaves the cache as it was. Entries are replaced, never mutated.
 //
