@@ -224,6 +224,8 @@ type Store struct {
 	// writer reads their writes over it. Both guarded by mu.
 	rview   *badger.Txn
 	pending []*tx
+	// spare are new transactions with the tables of landed ones (recycle).
+	spare []*tx
 	// committing is the transaction Badger is writing, queued those
 	// waiting for it to land (oldest first), failed the error of a
 	// transaction that failed since the writer last settled: everything
@@ -731,10 +733,69 @@ func (s *Store) settle(ahead int) error {
 	}
 	s.rview.Discard()
 	s.rview = v.txn
+	for _, t := range s.pending[:i+1] {
+		s.recycle(t)
+	}
 	clear(s.pending[:i+1])
 	s.pending = append(s.pending[:0], s.pending[i+1:]...)
 	return nil
 }
+
+// maxSpare bounds the transactions whose tables recycle keeps, and
+// maxSpareKVs the writes of one: a transaction that grew its tables far
+// beyond a group commit's (a large re-partition) leaves them to the
+// collector.
+const (
+	maxSpare    = maxAhead
+	maxSpareKVs = 64 << 10
+)
+
+// recycle keeps the tables and arena of t, which has landed and left
+// pending, for a later transaction (newTx): once the writer has taken up
+// a view that sees t, nothing reads them any more. Badger was done with
+// t's keys and values when it called back (the skiplist, the write-ahead
+// log and the value log hold copies), the cache holds t's nodes and
+// profiles, not its tables, and later transactions read t's writes only
+// while it is pending. A new transaction with t's tables is a new tx
+// value: t itself may still be the upTo of a view. Callers hold mu.
+func (s *Store) recycle(t *tx) {
+	if len(s.spare) >= maxSpare || len(t.kvs) > maxSpareKVs || t.err != nil {
+		return
+	}
+	clear(t.kvs)
+	clear(t.index)
+	clear(t.overlay)
+	clear(t.nodes)
+	clear(t.dirtyN)
+	clear(t.profiles)
+	clear(t.dirtyP)
+	free := append(t.free, t.chunks...)
+	clear(t.chunks)
+	if len(free) > maxSpareChunks {
+		clear(free[maxSpareChunks:])
+		free = free[:maxSpareChunks]
+	}
+	s.spare = append(s.spare, &tx{
+		s:        s,
+		kvs:      t.kvs[:0],
+		index:    t.index,
+		overlay:  t.overlay,
+		nodes:    t.nodes,
+		dirtyN:   t.dirtyN,
+		profiles: t.profiles,
+		dirtyP:   t.dirtyP,
+		chunks:   t.chunks[:0],
+		free:     free,
+		scratch:  plan{active: t.scratch.active[:0], pids: t.scratch.pids[:0]},
+		counts:   t.counts[:0],
+	})
+	// t's tables are the new transaction's now.
+	t.kvs, t.index, t.overlay, t.nodes, t.dirtyN, t.profiles, t.dirtyP = nil, nil, nil, nil, nil, nil, nil
+	t.arena, t.chunks, t.free = nil, nil, nil
+}
+
+// maxSpareChunks bounds the arena arrays a spare transaction keeps (4 MiB).
+const maxSpareChunks = 64
 
 // restart waits for every submitted transaction to land or be dropped
 // after the failure err, and starts the writer again from what is
@@ -834,11 +895,13 @@ type tx struct {
 	marked  []markedChange
 	logKey  []byte // the change log key of marked
 	bytes   int    // estimated bytes written
-	// arena holds encoded nodes and profiles (see arenaStart).
-	arena   []byte
-	dProf   int64
-	dEvents int64
-	merges  int64
+	// arena holds encoded nodes and profiles (see arenaStart); chunks
+	// are its arrays, free those it may use next (recycle).
+	arena        []byte
+	chunks, free [][]byte
+	dProf        int64
+	dEvents      int64
+	merges       int64
 	// scratch and counts are plan's, reused from event to event.
 	scratch plan
 	counts  []typeCount
@@ -859,6 +922,11 @@ type kvWrite struct {
 // newTx starts a transaction with its tables sized like the last one's,
 // so that a group commit does not grow them step by step.
 func (s *Store) newTx() *tx {
+	if n := len(s.spare); n > 0 {
+		t := s.spare[n-1]
+		s.spare = s.spare[:n-1]
+		return t
+	}
 	h := &s.txSizes
 	return &tx{
 		s:     s,
@@ -974,10 +1042,18 @@ func (t *tx) overlayOf(prefix []byte) map[string]overlayWrite {
 // a new one begun, so that growing never copies more than a chunk.
 func (t *tx) arenaStart() int {
 	if cap(t.arena)-len(t.arena) < 4<<10 {
-		t.arena = make([]byte, 0, 64<<10)
+		if n := len(t.free); n > 0 {
+			t.arena, t.free = t.free[n-1][:0], t.free[:n-1]
+		} else {
+			t.arena = make([]byte, 0, arenaChunk)
+		}
+		t.chunks = append(t.chunks, t.arena)
 	}
 	return len(t.arena)
 }
+
+// arenaChunk is the size of the arrays of a transaction's arena.
+const arenaChunk = 64 << 10
 
 // finish writes what the transaction changed: nodes, profiles, change
 // marks and counters.
