@@ -85,15 +85,6 @@ func (c Counts) All() iter.Seq2[string, int64] {
 	}
 }
 
-// Map returns the counts as a map.
-func (c Counts) Map() map[string]int64 {
-	m := make(map[string]int64, len(c))
-	for _, x := range c {
-		m[x.Key] = x.N
-	}
-	return m
-}
-
 // MarshalJSON writes c as a JSON object, keys in order.
 func (c Counts) MarshalJSON() ([]byte, error) {
 	if c == nil {

@@ -2,6 +2,7 @@ package profile
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -40,7 +41,7 @@ func TestCountsAsMap(t *testing.T) {
 				}
 			case 3:
 				clones = append(clones, c.Clone())
-				cloned = append(cloned, maps(m))
+				cloned = append(cloned, maps.Clone(m))
 			}
 			if !slices.IsSortedFunc(c, func(a, b Count) int { return strings.Compare(a.Key, b.Key) }) {
 				t.Fatalf("step %d: not sorted: %v", i, c)
@@ -51,11 +52,11 @@ func TestCountsAsMap(t *testing.T) {
 				}
 			}
 		}
-		if d := cmp.Diff(m, c.Map(), cmpopts.EquateEmpty()); d != "" {
+		if d := cmp.Diff(m, asMap(c), cmpopts.EquateEmpty()); d != "" {
 			t.Fatalf("counts differ from the map (-map +counts):\n%s", d)
 		}
 		for i, cl := range clones {
-			if d := cmp.Diff(cloned[i], cl.Map(), cmpopts.EquateEmpty()); d != "" {
+			if d := cmp.Diff(cloned[i], asMap(cl), cmpopts.EquateEmpty()); d != "" {
 				t.Fatalf("clone %d changed with its original (-then +now):\n%s", i, d)
 			}
 		}
@@ -95,12 +96,13 @@ func TestCountsAsMap(t *testing.T) {
 	})
 }
 
-func maps(m map[string]int64) map[string]int64 {
-	out := make(map[string]int64, len(m))
-	for k, v := range m {
-		out[k] = v
+// asMap returns c as a map.
+func asMap(c Counts) map[string]int64 {
+	m := make(map[string]int64, len(c))
+	for k, n := range c.All() {
+		m[k] = n
 	}
-	return out
+	return m
 }
 
 // TestCountsDecodeErrors: a value that is not a map of counts is an error.

@@ -98,29 +98,27 @@ func (c *listCode[T]) update(l []T, enc func([]byte, T) []byte) {
 		}
 		b = append(b, ob[oo[i]:oo[j]]...)
 	}
+	// With no code before, old is empty: nothing is reused.
 	n := min(len(old), len(l))
 	pre, suf := 0, 0
-	if ob != nil {
-		for pre < n && l[pre] == old[pre] {
-			pre++
-		}
-		for suf < n-pre && l[len(l)-1-suf] == old[len(old)-1-suf] {
-			suf++
-		}
+	for pre < n && l[pre] == old[pre] {
+		pre++
 	}
-	switch k := headBefore(l, old); {
-	case ob == nil || (pre == 0 && suf == 0 && k < 0):
-		add(l)
-	case pre > 0 || suf > 0:
+	for suf < n-pre && l[len(l)-1-suf] == old[len(old)-1-suf] {
+		suf++
+	}
+	if pre > 0 || suf > 0 {
 		// An insert, a removal or a change between an unchanged head
 		// and an unchanged tail.
 		reuse(0, pre)
 		add(l[pre : len(l)-suf])
 		reuse(len(old)-suf, len(old))
-	default:
+	} else if k := headBefore(l, old); k > 0 {
 		// New elements ahead of the old ones, the oldest dropped.
 		add(l[:k])
 		reuse(0, len(l)-k)
+	} else {
+		add(l)
 	}
 	c.list, c.b, c.offs = l, b, append(offs, len(b))
 }
