@@ -2,7 +2,6 @@ package identity
 
 import (
 	"fmt"
-	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -139,17 +138,5 @@ func TestPartitionCases(t *testing.T) {
 				t.Errorf("refused (-want +got):\n%s", diff)
 			}
 		})
-	}
-}
-
-func TestLimitedTypes(t *testing.T) {
-	r := DefaultRules()
-	got, known := r.LimitedTypes()
-	if want := []string{"email", "loyalty_id", "phone", "user_id"}; !known || !slices.Equal(got, want) {
-		t.Fatalf("LimitedTypes() = %v, %v; want %v, true", got, known, want)
-	}
-	r.Default.MaxPerProfile = 2
-	if _, known := r.LimitedTypes(); known {
-		t.Fatal("a limited default rule leaves every type limited, LimitedTypes says otherwise")
 	}
 }

@@ -49,8 +49,6 @@ type Rules struct {
 	MaxComponentEvents int `json:"max_component_events"`
 
 	never map[protocol.Identifier]struct{}
-	// limited are the types of Types with a limit, sorted (Compile).
-	limited []string
 }
 
 // DefaultRules returns the rules Unico starts with.
@@ -78,11 +76,7 @@ func DefaultRules() *Rules {
 // a Rules value by hand.
 func (r *Rules) Compile() error {
 	r.never = make(map[protocol.Identifier]struct{})
-	r.limited = r.limited[:0]
 	for t, tr := range r.Types {
-		if tr.MaxPerProfile > 0 {
-			r.limited = append(r.limited, t)
-		}
 		if !protocol.ValidName(t) {
 			return fmt.Errorf("identity rules: type %q: invalid name", t)
 		}
@@ -93,18 +87,10 @@ func (r *Rules) Compile() error {
 			r.never[protocol.Identifier{Type: t, Value: v}] = struct{}{}
 		}
 	}
-	slices.Sort(r.limited)
 	if r.MaxComponentEvents <= 0 {
 		r.MaxComponentEvents = 50000
 	}
 	return nil
-}
-
-// LimitedTypes returns the types with a per-profile limit, sorted, as of
-// the last Compile. It returns false when the default rule has a limit:
-// then every type not in Types is limited too.
-func (r *Rules) LimitedTypes() ([]string, bool) {
-	return r.limited, r.Default.MaxPerProfile <= 0
 }
 
 // Rule returns the rule for type t.

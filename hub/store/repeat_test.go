@@ -139,11 +139,15 @@ func TestTypeRun(t *testing.T) {
 
 // TestLimitedCountsFollowChanges: the cached counts of a record's limited
 // identifiers follow every change of its list: inserts (in place when the
-// list has room), clones, lists replaced.
+// list has room), clones, lists replaced; under the default rules and
+// under rules whose default type has a limit too.
 func TestLimitedCountsFollowChanges(t *testing.T) {
-	types := []string{"email", "loyalty_id", "phone"}
 	typ := rapid.SampledFrom([]string{"anonymous_id", "email", "loyalty_id", "phone", "zz"})
 	rapid.Check(t, func(t *rapid.T) {
+		rules := identity.DefaultRules()
+		if rapid.Bool().Draw(t, "limited-default") {
+			rules.Default.MaxPerProfile = 2
+		}
 		r := &record{}
 		ident := func(t *rapid.T) protocol.Identifier {
 			return protocol.Identifier{Type: typ.Draw(t, "type"), Value: rapid.StringN(1, 3, -1).Draw(t, "value")}
@@ -165,12 +169,12 @@ func TestLimitedCountsFollowChanges(t *testing.T) {
 			}
 			want := map[string]int{}
 			for _, x := range r.P.Identifiers {
-				if slices.Contains(types, x.Type) {
+				if rules.Limited(x.Type) {
 					want[x.Type]++
 				}
 			}
 			got := map[string]int{}
-			for _, c := range r.limitedCounts(types) {
+			for _, c := range r.limitedCounts(rules) {
 				got[c.typ] = c.n
 			}
 			if !cmp.Equal(got, want) {

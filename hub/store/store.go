@@ -1363,19 +1363,12 @@ func (t *tx) plan(e *protocol.Event) (*plan, error) {
 			counts = addCount(counts, typ, 1)
 		}
 	}
-	limitedTypes, known := r.LimitedTypes()
 	for _, pid := range p.pids {
 		rec, err := t.profile(pid)
 		if err != nil {
 			return nil, fmt.Errorf("profile %s of a node: %w", pid, err)
 		}
-		if !known {
-			for _, x := range rec.P.Identifiers {
-				count(x.Type)
-			}
-			continue
-		}
-		for _, c := range rec.limitedCounts(limitedTypes) {
+		for _, c := range rec.limitedCounts(r) {
 			counts = addCount(counts, c.typ, c.n)
 		}
 	}
@@ -1417,21 +1410,24 @@ type limitCounts struct {
 	counts []typeCount
 }
 
-// limitedCounts returns how many identifiers of each of types r holds,
-// leaving out those it holds none of. The list is sorted by type: each
-// type's run is found by binary search, and the counts are kept until the
-// list changes (a frequent buyer's hundreds of anonymous ids change
-// rarely).
-func (r *record) limitedCounts(types []string) []typeCount {
+// limitedCounts returns how many identifiers of each type with a limit
+// under rules r holds, leaving out the types it holds none of. The list
+// is sorted by type: the end of each type's run is found by binary
+// search, and the counts are kept until the list changes (a frequent
+// buyer's hundreds of anonymous ids change rarely).
+func (r *record) limitedCounts(rules *identity.Rules) []typeCount {
 	ids := r.P.Identifiers
 	if r.lim.counts != nil && r.lim.ids == unsafe.SliceData(ids) && r.lim.n == len(ids) {
 		return r.lim.counts
 	}
-	counts := make([]typeCount, 0, len(types))
-	for _, typ := range types {
-		if n := typeRun(ids, typ); n > 0 {
+	counts := make([]typeCount, 0, 4)
+	for i := 0; i < len(ids); {
+		typ := ids[i].Type
+		n := typeRun(ids[i:], typ)
+		if rules.Limited(typ) {
 			counts = append(counts, typeCount{typ, n})
 		}
+		i += n
 	}
 	r.lim = limitCounts{unsafe.SliceData(ids), len(ids), counts}
 	return counts
