@@ -38,6 +38,7 @@ func New(cfg Config, logger *slog.Logger) (*Broker, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	logger = slog.New(connLog{logger.Handler()})
 	if cfg.MaxPacketBytes == 0 {
 		cfg.MaxPacketBytes = 16 << 20
 	}
