@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/unico-cdp/unico/internal/testkit"
 )
 
 // syncBuffer is a bytes.Buffer safe for the broker's goroutines.
@@ -66,22 +68,14 @@ func TestConnectionEndsAreNamed(t *testing.T) {
 				if _, err := conn.Write([]byte(tc.send)); err != nil {
 					t.Fatal(err)
 				}
-			}
-			// The broker closes a connection it cannot read; wait for
-			// that (or close it as a client would) before reading the log.
-			if tc.send != "" {
+				// The broker closes a connection it cannot read: wait
+				// for that before closing it as the client.
 				conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 				_, _ = conn.Read(make([]byte, 16))
 			}
 			conn.Close()
-			deadline := time.Now().Add(10 * time.Second)
-			for time.Now().Before(deadline) && !strings.Contains(out.String(), tc.want) {
-				time.Sleep(10 * time.Millisecond)
-			}
+			testkit.WaitFor(t, 10*time.Second, "the record "+tc.want, func() bool { return strings.Contains(out.String(), tc.want) })
 			log := out.String()
-			if !strings.Contains(log, tc.want) {
-				t.Fatalf("log lacks %q:\n%s", tc.want, log)
-			}
 			if strings.Contains(log, `msg=""`) {
 				t.Fatalf("a record without message:\n%s", log)
 			}
