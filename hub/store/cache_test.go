@@ -154,6 +154,9 @@ func TestAbandonedTxLeavesCache(t *testing.T) {
 	s.mu.Lock()
 	tx := s.newTx()
 	for _, e := range []protocol.Event{
+		// A late event of the card's profile: it goes first in the
+		// profile's open timeline page, whose array has room to spare.
+		order("e0", 0, 10, "s4", mail(1)),
 		order("e4", 4, 10, "s1", a, b, phone), // links the two profiles: one absorbs the other, nodes move
 		order("e5", 5, 10, "s3", anon, id(protocol.IDAnonymousID, "anon-2")),
 		order("e6", 6, 10, "s3", c1, c2),          // a refused link: re-partition

@@ -31,7 +31,7 @@ func mapLen(always int, present ...bool) int {
 
 // encodeRecord appends r to dst.
 func encodeRecord(dst []byte, r *record) ([]byte, error) {
-	dst = mpack.AppendMapHeader(dst, mapLen(1, r.Conflicted, r.MergeSeq != 0))
+	dst = mpack.AppendMapHeader(dst, mapLen(1, r.Conflicted, r.MergeSeq != 0, len(r.TL) > 0))
 	dst = mpack.AppendStr(dst, "p")
 	dst, err := appendProfile(dst, r)
 	if err != nil {
@@ -42,6 +42,14 @@ func encodeRecord(dst []byte, r *record) ([]byte, error) {
 	}
 	if r.MergeSeq != 0 {
 		dst = mpack.AppendUint64(mpack.AppendStr(dst, "mq"), r.MergeSeq)
+	}
+	if len(r.TL) > 0 {
+		dst = mpack.AppendArrayHeader(mpack.AppendStr(dst, "tl"), len(r.TL))
+		for _, e := range r.TL {
+			dst = mpack.AppendMapHeader(dst, 2)
+			dst = mpack.AppendInt64(mpack.AppendStr(dst, "a"), e.At)
+			dst = mpack.AppendStr(mpack.AppendStr(dst, "i"), e.ID)
+		}
 	}
 	return dst, nil
 }

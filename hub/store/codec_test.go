@@ -90,7 +90,45 @@ func genRecord(t *rapid.T) *record {
 		}), 0, 60).Draw(t, "purchases")
 	}
 	p.CreatedAt, p.UpdatedAt = genTime(t, "ca"), genTime(t, "ua")
+	if !rapid.Bool().Draw(t, "tl-nil") {
+		r.TL = rapid.SliceOfN(genEntry(), 0, 40).Draw(t, "tl")
+	}
 	return r
+}
+
+func genEntry() *rapid.Generator[tlEntry] {
+	return rapid.Custom(func(t *rapid.T) tlEntry {
+		return tlEntry{At: rapid.Int64().Draw(t, "at"), ID: rapid.StringN(0, 40, -1).Draw(t, "id")}
+	})
+}
+
+// TestPageRoundTrip checks that a page's packed entries read back as
+// written, and that any bytes read as a page give entries or an error.
+func TestPageRoundTrip(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		es := rapid.SliceOfN(genEntry(), 0, 40).Draw(t, "entries")
+		var got []tlEntry
+		if err := eachPageEntry(appendPage(nil, es), func(e tlEntry) { got = append(got, e) }); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, es) {
+			t.Fatalf("read %v, wrote %v", got, es)
+		}
+	})
+}
+
+func FuzzPage(f *testing.F) {
+	f.Add(appendPage(nil, []tlEntry{{At: 1, ID: "e1"}, {At: -5, ID: ""}}))
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Fuzz(func(t *testing.T, v []byte) {
+		var es []tlEntry
+		if err := eachPageEntry(v, func(e tlEntry) { es = append(es, e) }); err != nil {
+			return
+		}
+		if again := appendPage(nil, es); len(again) > len(v) {
+			t.Fatalf("%d entries read from %d bytes write %d", len(es), len(v), len(again))
+		}
+	})
 }
 
 func genNode(t *rapid.T) *node {

@@ -13,7 +13,9 @@ import (
 //	e <event id>                               → event (protocol.MarshalEvent)
 //	n <type> 0 <value>                         → node: the identifier's profile and flags
 //	p <profile id>                             → profile record
-//	t <profile id> 0 <occurred ns:8> <event id> → timeline entry (empty value)
+//	t <profile id> 0 <occurred ns:8> <event id> → a page of timeline entries, this one the
+//	                                             newest (appendPage); empty: this entry
+//	                                             alone (stores before pages, re-partitions)
 //	x <type> 0 <value> 0 <event id>             → cross reference: the identifier is in an
 //	                                             event held by another profile
 //	m <profile id> 0 <seq:8>                   → merge record

@@ -2,7 +2,9 @@ package store
 
 import (
 	"bytes"
+	"container/heap"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -165,13 +167,53 @@ type Page struct {
 
 // Events returns up to limit events of profile id, newest first, starting
 // after cursor (from a previous Page.Next; empty for the newest).
+//
+// A timeline key holds its own entry or a page of entries no newer than
+// it (timeline.go), and the record the open page. So the keys are read
+// newest first from the top, their entries gathered in a heap, and an
+// entry is given out once it is newer than the next key: nothing under
+// that key or an older one is newer. Entries at or after the cursor are
+// passed over; they may sit in pages of newer keys.
 func (s *Store) Events(id, cursor string, limit int) ([]protocol.Event, Page, error) {
 	var out []protocol.Event
 	var page Page
+	var after *tlEntry
+	if cursor != "" {
+		b, err := base64.RawURLEncoding.DecodeString(cursor)
+		if err != nil || len(b) < 8 {
+			return nil, page, fmt.Errorf("cursor: %w", ErrBadCursor)
+		}
+		after = &tlEntry{At: int64(binary.BigEndian.Uint64(b)), ID: string(b[8:])}
+	}
 	err := s.db.View(func(txn *badger.Txn) error {
 		rec, err := s.resolveID(txn, id)
 		if err != nil {
 			return err
+		}
+		var h tlHeap
+		push := func(e tlEntry) {
+			if after == nil || compareTL(e, *after) < 0 {
+				heap.Push(&h, e)
+			}
+		}
+		for _, e := range rec.TL {
+			push(e)
+		}
+		// emit gives out the entries newer than bound (all with nil).
+		emit := func(bound *tlEntry) error {
+			for h.Len() > 0 && len(out) < limit && (bound == nil || compareTL(h[0], *bound) > 0) {
+				e := heap.Pop(&h).(tlEntry)
+				item, err := txn.Get(eventKey(e.ID))
+				if err != nil {
+					return fmt.Errorf("timeline event %s: %w", e.ID, err)
+				}
+				var ev protocol.Event
+				if err := item.Value(func(b []byte) error { return protocol.UnmarshalEvent(b, &ev) }); err != nil {
+					return err
+				}
+				out = append(out, ev)
+			}
+			return nil
 		}
 		prefix := timelinePrefix(rec.P.ID)
 		opts := badger.DefaultIteratorOptions
@@ -180,39 +222,48 @@ func (s *Store) Events(id, cursor string, limit int) ([]protocol.Event, Page, er
 		opts.PrefetchValues = false
 		it := txn.NewIterator(opts)
 		defer it.Close()
-		seek := append(bytes.Clone(prefix), 0xff)
-		var after []byte
-		if cursor != "" {
-			var err error
-			if after, err = base64.RawURLEncoding.DecodeString(cursor); err != nil || len(after) < 8 {
-				return fmt.Errorf("cursor: %w", ErrBadCursor)
-			}
-			seek = append(bytes.Clone(prefix), after...)
-		}
-		it.Seek(seek)
-		if after != nil && it.ValidForPrefix(prefix) && bytes.Equal(it.Item().Key()[len(prefix):], after) {
-			it.Next()
-		}
-		for ; it.ValidForPrefix(prefix); it.Next() {
-			k := it.Item().Key()
-			if len(out) >= limit {
-				page.Next = base64.RawURLEncoding.EncodeToString(lastKeyOf(out, prefix, rec.P.ID))
-				break
-			}
-			eid := string(k[len(prefix)+8:])
-			item, err := txn.Get(eventKey(eid))
-			if err != nil {
-				return fmt.Errorf("timeline event %s: %w", eid, err)
-			}
-			var e protocol.Event
-			if err := item.Value(func(b []byte) error { return protocol.UnmarshalEvent(b, &e) }); err != nil {
+		more := false
+		for it.Seek(append(bytes.Clone(prefix), 0xff)); it.ValidForPrefix(prefix); it.Next() {
+			item := it.Item()
+			k := timelineEntry(prefix, item.Key())
+			if err := emit(&k); err != nil {
 				return err
 			}
-			out = append(out, e)
+			if len(out) >= limit {
+				more = true
+				break
+			}
+			if item.ValueSize() == 0 {
+				push(k)
+				continue
+			}
+			if err := item.Value(func(v []byte) error { return eachPageEntry(v, push) }); err != nil {
+				return fmt.Errorf("timeline of %s: %w", rec.P.ID, err)
+			}
+		}
+		if err := emit(nil); err != nil {
+			return err
+		}
+		if len(out) == limit && (more || h.Len() > 0) {
+			page.Next = base64.RawURLEncoding.EncodeToString(lastKeyOf(out, prefix, rec.P.ID))
 		}
 		return nil
 	})
 	return out, page, err
+}
+
+// tlHeap holds timeline entries, newest on top.
+type tlHeap []tlEntry
+
+func (h tlHeap) Len() int           { return len(h) }
+func (h tlHeap) Less(i, j int) bool { return compareTL(h[i], h[j]) > 0 }
+func (h tlHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *tlHeap) Push(x any)        { *h = append(*h, x.(tlEntry)) }
+func (h *tlHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
 }
 
 // lastKeyOf returns the timeline cursor of the last event in out.

@@ -22,9 +22,19 @@ type component struct {
 	events map[string]*protocol.Event
 	// timeline and cross are the keys found on the timelines of pids and
 	// in the cross references of idents, each with its scan prefix:
-	// rewrite leaves alone those it would write again and deletes the
-	// rest.
+	// rewrite leaves alone those it would write again (a timeline key
+	// whose entries all stay with its profile) and deletes the rest.
 	timeline, cross map[string][]byte
+	// where tells where each event's timeline entry was: the profile,
+	// and the key holding it (empty: the profile's open page).
+	where map[string]entryPlace
+	// pageOf lists the event ids of each page key of timeline.
+	pageOf map[string][]string
+}
+
+// entryPlace is where a timeline entry was found.
+type entryPlace struct {
+	pid, key string
 }
 
 // gather loads the component of seeds. Every event that mentions an
@@ -34,6 +44,7 @@ func (t *tx) gather(seeds []protocol.Identifier, extra *protocol.Event) (*compon
 	c := &component{
 		pidSet: map[string]bool{}, idents: map[protocol.Identifier]bool{}, events: map[string]*protocol.Event{},
 		timeline: map[string][]byte{}, cross: map[string][]byte{},
+		where: map[string]entryPlace{}, pageOf: map[string][]string{},
 	}
 	limit := t.s.rules.MaxComponentEvents
 	var queue []protocol.Identifier
@@ -85,11 +96,25 @@ func (t *tx) gather(seeds []protocol.Identifier, extra *protocol.Event) (*compon
 					queue = append(queue, y)
 				}
 			}
+			for _, en := range rec.TL {
+				c.where[en.ID] = entryPlace{pid: n.P}
+				eventIDs = append(eventIDs, en.ID)
+			}
 			p := timelinePrefix(n.P)
-			if err := t.scan(p, func(k, _ []byte) error {
-				c.timeline[string(k)] = p
-				eventIDs = append(eventIDs, string(k[len(p)+8:]))
-				return nil
+			if err := t.scan(p, func(k, v []byte) error {
+				key := string(k)
+				c.timeline[key] = p
+				if len(v) == 0 {
+					id := string(k[len(p)+8:])
+					c.where[id] = entryPlace{pid: n.P, key: key}
+					eventIDs = append(eventIDs, id)
+					return nil
+				}
+				return eachPageEntry(v, func(en tlEntry) {
+					c.where[en.ID] = entryPlace{pid: n.P, key: key}
+					c.pageOf[key] = append(c.pageOf[key], en.ID)
+					eventIDs = append(eventIDs, en.ID)
+				})
 			}); err != nil {
 				return nil, err
 			}
@@ -227,8 +252,28 @@ func (t *tx) rewrite(c *component, causeEvent, reason string) error {
 			groupOf[x] = gi
 		}
 	}
-	// Events: fold into their owner, cross-reference the rest.
+	// Events: fold into their owner, cross-reference the rest. A timeline
+	// key stays where all the entries it holds stay with their profile;
+	// the other entries go to their owner's open page.
 	slices.SortFunc(evs, func(a, b *protocol.Event) int { return compareStrings(a.ID, b.ID) })
+	ownerPID := func(id string) string {
+		if gi, ok := res.Owner[id]; ok {
+			return recs[gi].P.ID
+		}
+		return ""
+	}
+	stays := func(id string) bool {
+		w, ok := c.where[id]
+		if !ok || w.key == "" || ownerPID(id) != w.pid {
+			return false
+		}
+		for _, other := range c.pageOf[w.key] {
+			if ownerPID(other) != w.pid {
+				return false
+			}
+		}
+		return true
+	}
 	for _, e := range evs {
 		gi, ok := res.Owner[e.ID]
 		if !ok {
@@ -236,7 +281,9 @@ func (t *tx) rewrite(c *component, causeEvent, reason string) error {
 		}
 		rec := recs[gi]
 		t.fold(rec, e)
-		if err := t.keepOrSet(c.timeline, timelinePrefix(rec.P.ID), timelineKey(rec.P.ID, e.OccurredAt, e.ID)); err != nil {
+		if stays(e.ID) {
+			delete(c.timeline, c.where[e.ID].key)
+		} else if err := t.addTimeline(rec, tlEntry{At: e.OccurredAt.UnixNano(), ID: e.ID}, c.timeline); err != nil {
 			return err
 		}
 		for _, x := range r.Identifiers(e) {

@@ -99,6 +99,9 @@ type Options struct {
 	Logger     *slog.Logger
 	Now        func() time.Time
 
+	// timelinePage is how many timeline entries make a page (tests; 0:
+	// defaultTimelinePage).
+	timelinePage int
 	// valueLogFileSize, when set, replaces the value-log file size
 	// (tests: GC never rewrites the newest file).
 	valueLogFileSize int64
@@ -142,6 +145,8 @@ type record struct {
 	// them re-partitions their component.
 	Conflicted bool   `msgpack:"cf,omitempty"`
 	MergeSeq   uint64 `msgpack:"mq,omitempty"`
+	// TL is the open page of the profile's timeline (timeline.go).
+	TL []tlEntry `msgpack:"tl,omitempty"`
 	// ids and purchases cache the encodings of P.Identifiers and
 	// P.Computed.Purchases (listCode).
 	ids       listCode[protocol.Identifier]
@@ -278,6 +283,9 @@ func Open(opts Options) (*Store, error) {
 	}
 	if opts.CacheProfiles <= 0 {
 		opts.CacheProfiles = DefaultCacheProfiles
+	}
+	if opts.timelinePage <= 0 {
+		opts.timelinePage = defaultTimelinePage
 	}
 	if opts.CacheEvents <= 0 {
 		opts.CacheEvents = 100_000
@@ -1573,11 +1581,10 @@ func (t *tx) link(e *protocol.Event, active []protocol.Identifier, pids []string
 	return t.own(surv, e)
 }
 
-// own folds e into rec and writes its timeline entry.
+// own folds e into rec and adds its timeline entry.
 func (t *tx) own(rec *record, e *protocol.Event) error {
 	t.fold(rec, e)
-	k := timelineKey(rec.P.ID, e.OccurredAt, e.ID)
-	return t.setIn(k[:timelinePrefixLen(rec.P.ID)], k, nil)
+	return t.addTimeline(rec, tlEntry{At: e.OccurredAt.UnixNano(), ID: e.ID}, nil)
 }
 
 // fold applies e to rec's traits and summaries.
@@ -1614,6 +1621,11 @@ func (t *tx) absorb(surv, o *record) error {
 		return append(timelinePrefix(surv.P.ID), k[len(o.P.ID)+2:]...)
 	}); err != nil {
 		return err
+	}
+	for _, e := range o.TL {
+		if err := t.addTimeline(surv, e, nil); err != nil {
+			return err
+		}
 	}
 	var old []MergeRecord
 	if err := t.scan(mergePrefix(o.P.ID), func(k, v []byte) error {

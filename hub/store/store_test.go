@@ -20,7 +20,8 @@ import (
 
 // openCheck opens a store closed when one property check ends.
 func openCheck(rt *rapid.T, t *testing.T) *Store {
-	s, err := Open(Options{Dir: t.TempDir()})
+	// Small timeline pages: profiles of a few events fill them.
+	s, err := Open(Options{Dir: t.TempDir(), timelinePage: rapid.IntRange(1, 5).Draw(rt, "page")})
 	if err != nil {
 		rt.Fatal(err)
 	}
@@ -75,10 +76,7 @@ func snap(t testing.TB, s *Store) snapshot {
 			t.Fatal(err)
 		}
 		for _, v := range views {
-			evs, _, err := s.Events(v.ID, "", 100000)
-			if err != nil {
-				t.Fatal(err)
-			}
+			evs := timeline(t, s, v.ID)
 			var ids []string
 			for _, e := range evs {
 				ids = append(ids, e.ID)
@@ -91,6 +89,50 @@ func snap(t testing.TB, s *Store) snapshot {
 		}
 		cursor = page.Next
 	}
+}
+
+// timeline returns the events of profile id, newest first, read in one
+// page; it checks their order and that pages of two and of three events
+// give the same list.
+func timeline(t testing.TB, s *Store, id string) []protocol.Event {
+	t.Helper()
+	all, page, err := s.Events(id, "", 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page.Next != "" {
+		t.Fatalf("timeline of %s: a next page after all events", id)
+	}
+	key := func(e protocol.Event) tlEntry { return tlEntry{At: e.OccurredAt.UnixNano(), ID: e.ID} }
+	for i := 1; i < len(all); i++ {
+		if compareTL(key(all[i-1]), key(all[i])) <= 0 {
+			t.Fatalf("timeline of %s out of order at %d: %v before %v", id, i, key(all[i-1]), key(all[i]))
+		}
+	}
+	for _, limit := range []int{2, 3} {
+		var paged []string
+		cursor := ""
+		for range len(all) + 2 {
+			evs, page, err := s.Events(id, cursor, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range evs {
+				paged = append(paged, e.ID)
+			}
+			if cursor = page.Next; cursor == "" {
+				break
+			}
+		}
+		var want []string
+		for _, e := range all {
+			want = append(want, e.ID)
+		}
+		if !slices.Equal(paged, want) {
+			t.Fatalf("timeline of %s in pages of %d:\n%v\nin one:\n%v", id, limit, paged, want)
+		}
+	}
+	return all
 }
 
 func commit(t testing.TB, s *Store, evs ...protocol.Event) Result {
@@ -135,7 +177,8 @@ func TestStoreOrderIndependence(t *testing.T) {
 		// transactions, so that most resolve on top of pending ones, and
 		// with node and event caches small enough to evict.
 		b, err := Open(Options{Dir: t.TempDir(), MaxTxnEvents: rapid.IntRange(1, 3).Draw(rt, "txn"),
-			CacheNodes: rapid.IntRange(1, 60).Draw(rt, "cacheNodes"), CacheEvents: rapid.IntRange(1, 20).Draw(rt, "cacheEvents")})
+			timelinePage: rapid.IntRange(1, 5).Draw(rt, "page"),
+			CacheNodes:   rapid.IntRange(1, 60).Draw(rt, "cacheNodes"), CacheEvents: rapid.IntRange(1, 20).Draw(rt, "cacheEvents")})
 		if err != nil {
 			rt.Fatal(err)
 		}
@@ -213,7 +256,8 @@ func TestFailedCommitDropsLaterOnes(t *testing.T) {
 		// submitted is set once a round has handed all its groups over.
 		var submitted atomic.Bool
 		b, err := Open(Options{Dir: t.TempDir(), MaxTxnEvents: rapid.IntRange(1, 3).Draw(rt, "txn"),
-			CacheNodes: rapid.IntRange(1, 60).Draw(rt, "cacheNodes"),
+			timelinePage: rapid.IntRange(1, 5).Draw(rt, "page"),
+			CacheNodes:   rapid.IntRange(1, 60).Draw(rt, "cacheNodes"),
 			commitFault: func() error {
 				if !failing[int(commits.Add(1))-1] {
 					return nil
