@@ -83,8 +83,6 @@ func (r *record) clone() *record {
 	p.Computed.SiteVisits = r.P.Computed.SiteVisits.Clone()
 	p.Computed.Channels = r.P.Computed.Channels.Clone()
 	p.Computed.Edges = r.P.Computed.Edges.Clone()
-	// Shared, clipped: addTimeline's insert reallocates.
-	c.TL = slices.Clip(r.TL)
 	// Shared, clipped: purchases are merged into a new list.
 	p.Computed.Purchases = slices.Clip(r.P.Computed.Purchases)
 	if r.P.Computed.LastContact != nil {

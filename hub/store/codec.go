@@ -44,12 +44,7 @@ func encodeRecord(dst []byte, r *record) ([]byte, error) {
 		dst = mpack.AppendUint64(mpack.AppendStr(dst, "mq"), r.MergeSeq)
 	}
 	if len(r.TL) > 0 {
-		dst = mpack.AppendArrayHeader(mpack.AppendStr(dst, "tl"), len(r.TL))
-		for _, e := range r.TL {
-			dst = mpack.AppendMapHeader(dst, 2)
-			dst = mpack.AppendInt64(mpack.AppendStr(dst, "a"), e.At)
-			dst = mpack.AppendStr(mpack.AppendStr(dst, "i"), e.ID)
-		}
+		dst = mpack.AppendBin(mpack.AppendStr(dst, "tl"), r.TL)
 	}
 	return dst, nil
 }

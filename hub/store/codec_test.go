@@ -91,7 +91,7 @@ func genRecord(t *rapid.T) *record {
 	}
 	p.CreatedAt, p.UpdatedAt = genTime(t, "ca"), genTime(t, "ua")
 	if !rapid.Bool().Draw(t, "tl-nil") {
-		r.TL = rapid.SliceOfN(genEntry(), 0, 40).Draw(t, "tl")
+		r.TL = appendPage(nil, rapid.SliceOfN(genEntry(), 0, 40).Draw(t, "tl"))
 	}
 	return r
 }

@@ -196,8 +196,8 @@ func (s *Store) Events(id, cursor string, limit int) ([]protocol.Event, Page, er
 				heap.Push(&h, e)
 			}
 		}
-		for _, e := range rec.TL {
-			push(e)
+		if err := eachPageEntry(rec.TL, push); err != nil {
+			return fmt.Errorf("open timeline page of %s: %w", rec.P.ID, err)
 		}
 		// emit gives out the entries newer than bound (all with nil).
 		emit := func(bound *tlEntry) error {

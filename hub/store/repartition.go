@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"slices"
 
 	"github.com/unico-cdp/unico/hub/identity"
@@ -96,9 +97,11 @@ func (t *tx) gather(seeds []protocol.Identifier, extra *protocol.Event) (*compon
 					queue = append(queue, y)
 				}
 			}
-			for _, en := range rec.TL {
+			if err := eachPageEntry(rec.TL, func(en tlEntry) {
 				c.where[en.ID] = entryPlace{pid: n.P}
 				eventIDs = append(eventIDs, en.ID)
+			}); err != nil {
+				return nil, fmt.Errorf("open timeline page of %s: %w", n.P, err)
 			}
 			p := timelinePrefix(n.P)
 			if err := t.scan(p, func(k, v []byte) error {

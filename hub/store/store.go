@@ -145,8 +145,9 @@ type record struct {
 	// them re-partitions their component.
 	Conflicted bool   `msgpack:"cf,omitempty"`
 	MergeSeq   uint64 `msgpack:"mq,omitempty"`
-	// TL is the open page of the profile's timeline (timeline.go).
-	TL []tlEntry `msgpack:"tl,omitempty"`
+	// TL is the open page of the profile's timeline, packed
+	// (timeline.go).
+	TL []byte `msgpack:"tl,omitempty"`
 	// ids and purchases cache the encodings of P.Identifiers and
 	// P.Computed.Purchases (listCode).
 	ids       listCode[protocol.Identifier]
@@ -1622,7 +1623,11 @@ func (t *tx) absorb(surv, o *record) error {
 	}); err != nil {
 		return err
 	}
-	for _, e := range o.TL {
+	var open []tlEntry
+	if err := eachPageEntry(o.TL, func(e tlEntry) { open = append(open, e) }); err != nil {
+		return fmt.Errorf("open timeline page of %s: %w", o.P.ID, err)
+	}
+	for _, e := range open {
 		if err := t.addTimeline(surv, e, nil); err != nil {
 			return err
 		}

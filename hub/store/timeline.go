@@ -4,7 +4,7 @@ import (
 	"cmp"
 	"encoding/binary"
 	"errors"
-	"slices"
+	"fmt"
 	"strings"
 )
 
@@ -12,9 +12,9 @@ import (
 // the order of their keys: big-endian nanoseconds, then the id.
 //
 // Most entries are in pages: the profile record holds its open page
-// (record.TL, at most Options.timelinePage entries, sorted), and a full
-// page goes to Badger as one timeline key, the key of its newest entry,
-// with all its entries packed in the value (appendPage). A timeline key
+// (record.TL, fewer than Options.timelinePage entries, sorted and packed
+// as in appendPage), and a full page goes to Badger as one timeline key,
+// the key of its newest entry, with all its entries packed in the value. A timeline key
 // with no value is one entry: the stores written before pages hold their
 // whole timelines that way, and re-partitions keep such keys where the
 // event stays with its profile.
@@ -44,31 +44,45 @@ func compareTL(a, b tlEntry) int {
 // (8 bytes) and its id (a uvarint length and the bytes).
 func appendPage(b []byte, es []tlEntry) []byte {
 	for _, e := range es {
-		b = binary.BigEndian.AppendUint64(b, uint64(e.At))
-		b = binary.AppendUvarint(b, uint64(len(e.ID)))
-		b = append(b, e.ID...)
+		b = appendEntry(b, e.At, e.ID)
 	}
 	return b
 }
 
+func appendEntry[S ~string | ~[]byte](b []byte, at int64, id S) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(at))
+	b = binary.AppendUvarint(b, uint64(len(id)))
+	return append(b, id...)
+}
+
 var errBadPage = errors.New("timeline page: malformed")
+
+// walkPage calls fn with the offset, time and id of each entry packed in
+// v, in order, until fn returns false.
+func walkPage(v []byte, fn func(off int, at int64, id []byte) bool) error {
+	for off := 0; off < len(v); {
+		rest := v[off:]
+		if len(rest) < 9 {
+			return errBadPage
+		}
+		n, w := binary.Uvarint(rest[8:])
+		if w <= 0 || n > uint64(len(rest)-8-w) {
+			return errBadPage
+		}
+		if !fn(off, int64(binary.BigEndian.Uint64(rest)), rest[8+w:8+w+int(n)]) {
+			return nil
+		}
+		off += 8 + w + int(n)
+	}
+	return nil
+}
 
 // eachPageEntry calls fn for each entry packed in v, in order.
 func eachPageEntry(v []byte, fn func(tlEntry)) error {
-	for len(v) > 0 {
-		if len(v) < 9 {
-			return errBadPage
-		}
-		at := int64(binary.BigEndian.Uint64(v))
-		n, w := binary.Uvarint(v[8:])
-		if w <= 0 || n > uint64(len(v)-8-w) {
-			return errBadPage
-		}
-		v = v[8+w:]
-		fn(tlEntry{At: at, ID: string(v[:n])})
-		v = v[n:]
-	}
-	return nil
+	return walkPage(v, func(_ int, at int64, id []byte) bool {
+		fn(tlEntry{At: at, ID: string(id)})
+		return true
+	})
 }
 
 // timelineEntry returns the entry of timeline key k under prefix.
@@ -85,19 +99,45 @@ func entryKey(pid string, e tlEntry) []byte {
 
 // addTimeline adds e to rec's open page, and writes the page as a key of
 // its own once it is full. A page written under a key of stale (the
-// timeline keys a re-partition found) is taken out of it.
+// timeline keys a re-partition found) is taken out of it. The open page
+// is never written in place: records share it with their clones.
 func (t *tx) addTimeline(rec *record, e tlEntry, stale map[string][]byte) error {
-	i, _ := slices.BinarySearchFunc(rec.TL, e, compareTL)
-	rec.TL = slices.Insert(rec.TL, i, e)
+	at, n := len(rec.TL), 0
+	var lastAt int64
+	var lastID []byte
+	if err := walkPage(rec.TL, func(off int, a int64, id []byte) bool {
+		if at == len(rec.TL) && compareEntry(e.At, e.ID, a, id) < 0 {
+			at = off
+		}
+		n++
+		lastAt, lastID = a, id
+		return true
+	}); err != nil {
+		return fmt.Errorf("open timeline page of %s: %w", rec.P.ID, err)
+	}
+	tl := make([]byte, 0, len(rec.TL)+9+binary.MaxVarintLen64+len(e.ID))
+	tl = append(tl, rec.TL[:at]...)
+	tl = appendEntry(tl, e.At, e.ID)
+	tl = append(tl, rec.TL[at:]...)
 	t.dirtyP[rec.P.ID] = true
-	if len(rec.TL) < t.s.opts.timelinePage {
+	if n+1 < t.s.opts.timelinePage {
+		rec.TL = tl
 		return nil
 	}
-	k := entryKey(rec.P.ID, rec.TL[len(rec.TL)-1])
-	start := t.arenaStart()
-	t.arena = appendPage(t.arena, rec.TL)
-	v := t.arena[start:len(t.arena):len(t.arena)]
+	newest := e
+	if at < len(rec.TL) {
+		newest = tlEntry{At: lastAt, ID: string(lastID)}
+	}
+	k := entryKey(rec.P.ID, newest)
 	rec.TL = nil
 	delete(stale, string(k))
-	return t.setIn(k[:timelinePrefixLen(rec.P.ID)], k, v)
+	return t.setIn(k[:timelinePrefixLen(rec.P.ID)], k, tl)
+}
+
+// compareEntry is compareTL of (at, id) and (bAt, bID).
+func compareEntry(at int64, id string, bAt int64, bID []byte) int {
+	if c := cmp.Compare(uint64(at), uint64(bAt)); c != 0 {
+		return c
+	}
+	return strings.Compare(id, string(bID))
 }

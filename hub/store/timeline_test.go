@@ -30,7 +30,11 @@ func toSingleKeys(t testing.TB, dir string) {
 			if err := it.Item().Value(func(v []byte) error { return msgpack.Unmarshal(v, &r) }); err != nil {
 				return err
 			}
-			for _, e := range r.TL {
+			var es []tlEntry
+			if err := eachPageEntry(r.TL, func(e tlEntry) { es = append(es, e) }); err != nil {
+				return err
+			}
+			for _, e := range es {
 				if err := txn.Set(entryKey(r.P.ID, e), nil); err != nil {
 					return err
 				}

@@ -53,6 +53,19 @@ func AppendStr[S ~string | ~[]byte](b []byte, s S) []byte {
 	return append(AppendStrHeader(b, len(s)), s...)
 }
 
+// AppendBin writes b as binary data, as the encoder does for a []byte.
+func AppendBin(dst, b []byte) []byte {
+	switch n := len(b); {
+	case n < 256:
+		dst = append(dst, 0xc4, byte(n))
+	case n <= math.MaxUint16:
+		dst = binary.BigEndian.AppendUint16(append(dst, 0xc5), uint16(n))
+	default:
+		dst = binary.BigEndian.AppendUint32(append(dst, 0xc6), uint32(n))
+	}
+	return append(dst, b...)
+}
+
 // AppendInt64 writes i as an int64 (0xd3), as the encoder does for int64.
 func AppendInt64(b []byte, i int64) []byte {
 	return binary.BigEndian.AppendUint64(append(b, 0xd3), uint64(i))

@@ -39,6 +39,8 @@ func TestMatchEncoder(t *testing.T) {
 		check("map header "+strconv.Itoa(n), AppendMapHeader(nil, n), enc(m)[:len(AppendMapHeader(nil, n))])
 		a := make([]any, n)
 		check("array "+strconv.Itoa(n), append(AppendArrayHeader(nil, n), bytes.Repeat([]byte{0xc0}, n)...), enc(a))
+		bin := bytes.Repeat([]byte{7}, n)
+		check("bin "+strconv.Itoa(n), AppendBin(nil, bin), enc(bin))
 	}
 	for _, i := range []int64{0, 1, -1, 127, 128, -33, math.MaxInt64, math.MinInt64} {
 		check("int64 "+strconv.FormatInt(i, 10), AppendInt64(nil, i), enc(i))
