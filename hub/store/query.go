@@ -177,6 +177,9 @@ type Page struct {
 func (s *Store) Events(id, cursor string, limit int) ([]protocol.Event, Page, error) {
 	var out []protocol.Event
 	var page Page
+	if limit < 1 {
+		return nil, page, fmt.Errorf("events of %s: limit %d, want at least 1", id, limit)
+	}
 	var after *tlEntry
 	if cursor != "" {
 		b, err := base64.RawURLEncoding.DecodeString(cursor)
