@@ -3,7 +3,6 @@ package store
 import (
 	"encoding/binary"
 	"strings"
-	"time"
 
 	"github.com/unico-cdp/unico/protocol"
 )
@@ -93,10 +92,16 @@ func timelinePrefix(pid string) []byte { return prefixed(tTimeline, pid, 0) }
 // timelinePrefixLen is the length of timelinePrefix(pid).
 func timelinePrefixLen(pid string) int { return 2 + len(pid) }
 
-func timelineKey(pid string, at time.Time, eventID string) []byte {
-	k := prefixed(tTimeline, pid, 8+len(eventID))
-	k = binary.BigEndian.AppendUint64(k, uint64(at.UnixNano()))
-	return append(k, eventID...)
+// timelineKey returns the key of entry e in pid's timeline.
+func timelineKey(pid string, e tlEntry) []byte {
+	k := prefixed(tTimeline, pid, 8+len(e.ID))
+	k = binary.BigEndian.AppendUint64(k, uint64(e.At))
+	return append(k, e.ID...)
+}
+
+// timelineEntry returns the entry of timeline key k under prefix.
+func timelineEntry(prefix, k []byte) tlEntry {
+	return tlEntry{At: int64(binary.BigEndian.Uint64(k[len(prefix):])), ID: string(k[len(prefix)+8:])}
 }
 
 func mergePrefix(pid string) []byte { return prefixed(tMerge, pid, 0) }

@@ -272,7 +272,7 @@ func (h *tlHeap) Pop() any {
 // lastKeyOf returns the timeline cursor of the last event in out.
 func lastKeyOf(out []protocol.Event, prefix []byte, pid string) []byte {
 	e := out[len(out)-1]
-	return timelineKey(pid, e.OccurredAt, e.ID)[len(prefix):]
+	return timelineKey(pid, entryOf(&e))[len(prefix):]
 }
 
 // Merges returns the merge history of profile id, oldest first.

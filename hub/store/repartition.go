@@ -286,7 +286,7 @@ func (t *tx) rewrite(c *component, causeEvent, reason string) error {
 		t.fold(rec, e)
 		if stays(e.ID) {
 			delete(c.timeline, c.where[e.ID].key)
-		} else if err := t.addTimeline(rec, tlEntry{At: e.OccurredAt.UnixNano(), ID: e.ID}, c.timeline); err != nil {
+		} else if err := t.addTimeline(rec, entryOf(e), c.timeline); err != nil {
 			return err
 		}
 		for _, x := range r.Identifiers(e) {

@@ -1585,7 +1585,7 @@ func (t *tx) link(e *protocol.Event, active []protocol.Identifier, pids []string
 // own folds e into rec and adds its timeline entry.
 func (t *tx) own(rec *record, e *protocol.Event) error {
 	t.fold(rec, e)
-	return t.addTimeline(rec, tlEntry{At: e.OccurredAt.UnixNano(), ID: e.ID}, nil)
+	return t.addTimeline(rec, entryOf(e), nil)
 }
 
 // fold applies e to rec's traits and summaries.

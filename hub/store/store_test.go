@@ -103,10 +103,9 @@ func timeline(t testing.TB, s *Store, id string) []protocol.Event {
 	if page.Next != "" {
 		t.Fatalf("timeline of %s: a next page after all events", id)
 	}
-	key := func(e protocol.Event) tlEntry { return tlEntry{At: e.OccurredAt.UnixNano(), ID: e.ID} }
 	for i := 1; i < len(all); i++ {
-		if compareTL(key(all[i-1]), key(all[i])) <= 0 {
-			t.Fatalf("timeline of %s out of order at %d: %v before %v", id, i, key(all[i-1]), key(all[i]))
+		if compareTL(entryOf(&all[i-1]), entryOf(&all[i])) <= 0 {
+			t.Fatalf("timeline of %s out of order at %d: %v before %v", id, i, entryOf(&all[i-1]), entryOf(&all[i]))
 		}
 	}
 	for _, limit := range []int{2, 3} {

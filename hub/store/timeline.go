@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/unico-cdp/unico/protocol"
 )
 
 // A profile's timeline is the list of its events' (time, id) entries, in
@@ -33,12 +35,7 @@ type tlEntry struct {
 }
 
 // compareTL orders entries as their keys are ordered.
-func compareTL(a, b tlEntry) int {
-	if c := cmp.Compare(uint64(a.At), uint64(b.At)); c != 0 {
-		return c
-	}
-	return strings.Compare(a.ID, b.ID)
-}
+func compareTL(a, b tlEntry) int { return compareEntry(a.At, a.ID, b.At, b.ID) }
 
 // appendPage appends the packed entries of a page: for each, its time
 // (8 bytes) and its id (a uvarint length and the bytes).
@@ -85,16 +82,9 @@ func eachPageEntry(v []byte, fn func(tlEntry)) error {
 	})
 }
 
-// timelineEntry returns the entry of timeline key k under prefix.
-func timelineEntry(prefix, k []byte) tlEntry {
-	return tlEntry{At: int64(binary.BigEndian.Uint64(k[len(prefix):])), ID: string(k[len(prefix)+8:])}
-}
-
-// entryKey returns the timeline key of e in pid's timeline.
-func entryKey(pid string, e tlEntry) []byte {
-	k := prefixed(tTimeline, pid, 8+len(e.ID))
-	k = binary.BigEndian.AppendUint64(k, uint64(e.At))
-	return append(k, e.ID...)
+// entryOf returns the timeline entry of e.
+func entryOf(e *protocol.Event) tlEntry {
+	return tlEntry{At: e.OccurredAt.UnixNano(), ID: e.ID}
 }
 
 // addTimeline adds e to rec's open page, and writes the page as a key of
@@ -128,14 +118,15 @@ func (t *tx) addTimeline(rec *record, e tlEntry, stale map[string][]byte) error 
 	if at < len(rec.TL) {
 		newest = tlEntry{At: lastAt, ID: string(lastID)}
 	}
-	k := entryKey(rec.P.ID, newest)
+	k := timelineKey(rec.P.ID, newest)
 	rec.TL = nil
 	delete(stale, string(k))
 	return t.setIn(k[:timelinePrefixLen(rec.P.ID)], k, tl)
 }
 
-// compareEntry is compareTL of (at, id) and (bAt, bID).
-func compareEntry(at int64, id string, bAt int64, bID []byte) int {
+// compareEntry is compareTL of (at, id) and (bAt, bID), for an id read
+// in place from a page.
+func compareEntry[S ~string | ~[]byte](at int64, id string, bAt int64, bID S) int {
 	if c := cmp.Compare(uint64(at), uint64(bAt)); c != 0 {
 		return c
 	}

@@ -35,7 +35,7 @@ func toSingleKeys(t testing.TB, dir string) {
 				return err
 			}
 			for _, e := range es {
-				if err := txn.Set(entryKey(r.P.ID, e), nil); err != nil {
+				if err := txn.Set(timelineKey(r.P.ID, e), nil); err != nil {
 					return err
 				}
 			}
