@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"path/filepath"
 	"time"
 
@@ -157,21 +156,19 @@ func (h *Hub) Serve(ctx context.Context, httpLn, mqttLn net.Listener) error {
 
 	// Build every part before starting any, so a configuration error
 	// leaves nothing running.
-	brokerURL := h.cfg.BrokerURL
+	var snap *snapshot.Manager
+	ic := intake.Config{BrokerURL: h.cfg.BrokerURL, OnCommit: func() { snap.Notify() }}
 	var brk *broker.Broker
 	if mqttLn != nil {
 		if brk, err = broker.New(broker.Config{Users: h.cfg.BrokerUsers}, h.log); err != nil {
 			closeListeners()
 			return err
 		}
-		brokerURL = "mqtt://" + loopbackAddr(mqttLn.Addr())
-		for u, p := range h.cfg.BrokerUsers {
-			brokerURL = "mqtt://" + url.UserPassword(u, p).String() + "@" + loopbackAddr(mqttLn.Addr())
-			break
-		}
+		// Intake takes the edges' batches from the embedded broker
+		// directly, not through a connection to it.
+		ic.Inline = brk
 	}
-	var snap *snapshot.Manager
-	in, err := intake.New(intake.Config{BrokerURL: brokerURL, OnCommit: func() { snap.Notify() }}, st, h.reg, h.log)
+	in, err := intake.New(ic, st, h.reg, h.log)
 	if err != nil {
 		closeListeners()
 		return err
@@ -268,17 +265,3 @@ func (h *Hub) registerStoreMetrics(st *store.Store) {
 
 // Registry returns the hub's metrics registry.
 func (h *Hub) Registry() *prometheus.Registry { return h.reg }
-
-// loopbackAddr turns a listener address such as [::]:1883 into one a local
-// client can dial.
-func loopbackAddr(a net.Addr) string {
-	ta, ok := a.(*net.TCPAddr)
-	if !ok || ta.IP == nil || ta.IP.IsUnspecified() {
-		port := 0
-		if ok {
-			port = ta.Port
-		}
-		return fmt.Sprintf("127.0.0.1:%d", port)
-	}
-	return ta.String()
-}

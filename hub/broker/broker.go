@@ -9,10 +9,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
+	"sync"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/unico-cdp/unico/internal/brokerstop"
 )
@@ -27,10 +30,16 @@ type Config struct {
 	MaxPacketBytes uint32
 }
 
-// Broker is an embedded MQTT broker.
+// Broker is an embedded MQTT broker. The hub's own intake uses it inline
+// (Subscribe, Publish): messages reach it as function calls, without an
+// MQTT connection.
 type Broker struct {
 	srv *mqtt.Server
 	log *slog.Logger
+
+	mu     sync.Mutex
+	subIDs map[string]int // inline subscription identifier by filter
+	lastID int
 }
 
 // New returns a broker; it serves once Serve is called.
@@ -48,7 +57,7 @@ func New(cfg Config, logger *slog.Logger) (*Broker, error) {
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		Logger:       logger.With("component", "broker"),
-		InlineClient: false,
+		InlineClient: true,
 	})
 	var err error
 	if len(cfg.Users) == 0 {
@@ -63,7 +72,7 @@ func New(cfg Config, logger *slog.Logger) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker auth: %w", err)
 	}
-	return &Broker{srv: srv, log: logger.With("component", "broker")}, nil
+	return &Broker{srv: srv, log: logger.With("component", "broker"), subIDs: map[string]int{}}, nil
 }
 
 // Serve accepts MQTT clients on ln until ctx is cancelled, then closes the
@@ -85,3 +94,54 @@ func (b *Broker) Serve(ctx context.Context, ln net.Listener) error {
 
 // Clients returns the number of connected clients.
 func (b *Broker) Clients() int { return b.srv.Clients.Len() }
+
+// Subscribe calls handler with every message published on filter, on the
+// goroutine of the client that published it, until Unsubscribe. A handler
+// that blocks holds up that client's later packets, and no other
+// client's. The payload is the handler's to keep. A filter is subscribed
+// once; a shared subscription ($share/…) is not supported inline.
+func (b *Broker) Subscribe(filter string, handler func(topic string, payload []byte)) error {
+	if strings.HasPrefix(filter, "$share/") {
+		return fmt.Errorf("inline subscription %q: shared subscriptions are for clients", filter)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.subIDs[filter]; ok {
+		return fmt.Errorf("inline subscription %q: already subscribed", filter)
+	}
+	b.lastID++
+	id := b.lastID
+	err := b.srv.Subscribe(filter, id, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		handler(pk.TopicName, pk.Payload)
+	})
+	if err != nil {
+		return fmt.Errorf("inline subscription %q: %w", filter, err)
+	}
+	b.subIDs[filter] = id
+	return nil
+}
+
+// Unsubscribe ends the inline subscription to filter.
+func (b *Broker) Unsubscribe(filter string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	id, ok := b.subIDs[filter]
+	if !ok {
+		return fmt.Errorf("inline subscription %q: not subscribed", filter)
+	}
+	delete(b.subIDs, filter)
+	if err := b.srv.Unsubscribe(filter, id); err != nil {
+		return fmt.Errorf("inline unsubscribe %q: %w", filter, err)
+	}
+	return nil
+}
+
+// Publish routes payload to the subscribers of topic with QoS 1, as a
+// client's message would be. It returns once the broker has queued it for
+// every subscriber.
+func (b *Broker) Publish(topic string, payload []byte) error {
+	if err := b.srv.Publish(topic, payload, false, 1); err != nil {
+		return fmt.Errorf("publish %s: %w", topic, err)
+	}
+	return nil
+}

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/unico-cdp/unico/internal/testkit"
 )
 
@@ -80,5 +82,96 @@ func TestConnectionEndsAreNamed(t *testing.T) {
 				t.Fatalf("a record without message:\n%s", log)
 			}
 		})
+	}
+}
+
+// TestInline checks the hub's inline subscriptions: a client's message
+// reaches the handler with its topic and payload, Publish reaches a
+// client, Unsubscribe ends deliveries, and shared or repeated filters are
+// refused.
+func TestInline(t *testing.T) {
+	b, err := New(Config{}, testkit.Logger(t, slog.LevelDebug))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Serve(ctx, ln) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	type msg struct{ topic, payload string }
+	got := make(chan msg, 16)
+	handler := func(topic string, payload []byte) { got <- msg{topic, string(payload)} }
+	if err := b.Subscribe("a/+/x", handler); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Subscribe("a/+/x", handler); err == nil {
+		t.Fatal("a second subscription to the same filter was accepted")
+	}
+	if err := b.Subscribe("$share/g/a/+/y", handler); err == nil {
+		t.Fatal("a shared inline subscription was accepted")
+	}
+	if err := b.Subscribe("a/+/y", handler); err != nil {
+		t.Fatal(err)
+	}
+
+	c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + ln.Addr().String()).SetClientID("c1"))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer c.Disconnect(0)
+	fromHub := make(chan msg, 4)
+	if tok := c.Subscribe("h/#", 1, func(_ paho.Client, m paho.Message) { fromHub <- msg{m.Topic(), string(m.Payload())} }); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	publish := func(topic, payload string) {
+		t.Helper()
+		if tok := c.Publish(topic, 1, false, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish: %v", tok.Error())
+		}
+	}
+	receive := func(ch chan msg) msg {
+		t.Helper()
+		select {
+		case m := <-ch:
+			return m
+		case <-time.After(10 * time.Second):
+			t.Fatal("nothing received")
+			return msg{}
+		}
+	}
+
+	publish("a/1/x", "one")
+	if m := receive(got); m != (msg{"a/1/x", "one"}) {
+		t.Fatalf("handler got %+v", m)
+	}
+	if err := b.Publish("h/1", []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if m := receive(fromHub); m != (msg{"h/1", "hello"}) {
+		t.Fatalf("client got %+v", m)
+	}
+	// The handlers run on the client's goroutine in the order of its
+	// messages: once the message after it arrives, one to a filter no
+	// longer subscribed would have too.
+	if err := b.Unsubscribe("a/+/x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Unsubscribe("a/+/x"); err == nil {
+		t.Fatal("unsubscribing twice was accepted")
+	}
+	publish("a/2/x", "two")
+	publish("a/2/y", "three")
+	if m := receive(got); m != (msg{"a/2/y", "three"}) {
+		t.Fatalf("handler got %+v after unsubscribing, want only the other filter's message", m)
 	}
 }

@@ -61,6 +61,24 @@ type Config struct {
 	// OnCommit, when set, is called after every successful group commit
 	// (the snapshot manager's wake-up). It must not block.
 	OnCommit func()
+	// Inline, when set, is a broker in the hub's own process (the
+	// embedded one) that intake subscribes and publishes to directly,
+	// without an MQTT connection: no copy of each batch to a socket and
+	// back, no client session. BrokerURL, ClientID, NoShare, TLS and
+	// ConnectTimeout are then unused.
+	Inline Inline
+}
+
+// Inline is a broker in the same process (broker.Broker).
+type Inline interface {
+	// Subscribe calls handler for every message published on filter, on
+	// the publishing client's goroutine, until Unsubscribe: a handler
+	// that blocks holds up that client's next messages, and no one
+	// else's. handler may keep payload.
+	Subscribe(filter string, handler func(topic string, payload []byte)) error
+	Unsubscribe(filter string) error
+	// Publish routes payload to the subscribers of topic with QoS 1.
+	Publish(topic string, payload []byte) error
 }
 
 type work struct {
@@ -144,16 +162,18 @@ func New(cfg Config, st Committer, reg prometheus.Registerer, logger *slog.Logge
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 20),
 		}),
 	}
-	opts, err := clientOptions(cfg)
-	if err != nil {
-		return nil, err
+	if cfg.Inline == nil {
+		opts, err := clientOptions(cfg)
+		if err != nil {
+			return nil, err
+		}
+		opts.SetOnConnectHandler(in.onConnect)
+		opts.SetConnectionLostHandler(func(_ paho.Client, err error) {
+			in.connected.Store(false)
+			in.log.Warn("broker connection lost", "err", err)
+		})
+		in.client = paho.NewClient(opts)
 	}
-	opts.SetOnConnectHandler(in.onConnect)
-	opts.SetConnectionLostHandler(func(_ paho.Client, err error) {
-		in.connected.Store(false)
-		in.log.Warn("broker connection lost", "err", err)
-	})
-	in.client = paho.NewClient(opts)
 	if reg != nil {
 		for _, c := range []prometheus.Collector{in.batches, in.ingested, in.duplicates, in.commitDur, in.lag, in.latency,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "unico_hub_broker_connected", Help: "1 while intake is connected to the broker."},
@@ -215,7 +235,7 @@ func clientOptions(cfg Config) (*paho.ClientOptions, error) {
 func (in *Intake) onConnect(c paho.Client) {
 	in.connected.Store(true)
 	filter := protocol.HubBatchFilter(!in.cfg.NoShare)
-	tok := c.Subscribe(filter, 1, in.onBatch)
+	tok := c.Subscribe(filter, 1, func(_ paho.Client, m paho.Message) { in.onBatch(m.Topic(), m.Payload()) })
 	in.subsMu.Lock()
 	for f, h := range in.subs {
 		h := h
@@ -232,19 +252,48 @@ func (in *Intake) onConnect(c paho.Client) {
 	}()
 }
 
+// subscribeInline subscribes to the batches and to the added filters
+// through cfg.Inline. On an error it leaves nothing subscribed.
+func (in *Intake) subscribeInline() (unsubscribe func(), err error) {
+	var done []string
+	unsubscribe = func() {
+		for _, f := range done {
+			if err := in.cfg.Inline.Unsubscribe(f); err != nil {
+				in.log.Warn("unsubscribe", "filter", f, "err", err)
+			}
+		}
+	}
+	subs := map[string]func(string, []byte){protocol.HubBatchFilter(false): in.onBatch}
+	in.subsMu.Lock()
+	for f, h := range in.subs {
+		subs[f] = h
+	}
+	in.subsMu.Unlock()
+	for f, h := range subs {
+		if err := in.cfg.Inline.Subscribe(f, h); err != nil {
+			unsubscribe()
+			return nil, fmt.Errorf("subscribe %s: %w", f, err)
+		}
+		done = append(done, f)
+	}
+	in.log.Info("subscribed to the embedded broker", "filters", len(done))
+	return unsubscribe, nil
+}
+
 // onBatch decodes a batch and queues it for the store. It blocks when the
-// queue is full, which pushes back on the broker connection.
-func (in *Intake) onBatch(_ paho.Client, m paho.Message) {
+// queue is full, which pushes back on the broker connection (or, inline,
+// on the edge's).
+func (in *Intake) onBatch(topic string, payload []byte) {
 	w := work{received: time.Now()}
-	tenant, edge, leaf, err := protocol.ParseTopic(m.Topic())
+	tenant, edge, leaf, err := protocol.ParseTopic(topic)
 	if err != nil || leaf != "batch" {
 		in.batches.WithLabelValues("rejected").Inc()
-		in.log.Warn("batch on an unexpected topic", "topic", m.Topic(), "err", err)
+		in.log.Warn("batch on an unexpected topic", "topic", topic, "err", err)
 		return
 	}
 	w.tenant, w.edge = tenant, edge
 	var b protocol.Batch
-	if err := protocol.Unmarshal(m.Payload(), &b, in.cfg.Limits); err != nil {
+	if err := protocol.Unmarshal(payload, &b, in.cfg.Limits); err != nil {
 		w.err = fmt.Errorf("decode: %w", err)
 	} else if b.EdgeID != edge || (b.Tenant != "" && b.Tenant != tenant) {
 		w.err = fmt.Errorf("batch names edge %q tenant %q on the topic of edge %q tenant %q", b.EdgeID, b.Tenant, edge, tenant)
@@ -256,7 +305,7 @@ func (in *Intake) onBatch(_ paho.Client, m paho.Message) {
 			b.Tenant = tenant
 		}
 		// The store keeps the events as the edge encoded them.
-		if raw, err := protocol.BatchEventBytes(m.Payload()); err == nil && len(raw) == len(b.Events) {
+		if raw, err := protocol.BatchEventBytes(payload); err == nil && len(raw) == len(b.Events) {
 			b.Raw = raw
 		}
 		w.batch = &b
@@ -270,24 +319,38 @@ func (in *Intake) onBatch(_ paho.Client, m paho.Message) {
 
 // Run connects and commits batches until ctx is cancelled.
 func (in *Intake) Run(ctx context.Context) error {
-	tok := in.client.Connect()
-	// With ConnectRetry the token completes once connected or on a fatal
-	// error; do not block shutdown on it.
-	go func() {
-		tok.Wait()
-		if err := tok.Error(); err != nil {
-			in.log.Error("broker connect failed", "err", err)
+	if in.cfg.Inline != nil {
+		unsubscribe, err := in.subscribeInline()
+		if err != nil {
+			return err
 		}
-	}()
+		in.connected.Store(true)
+		defer func() {
+			in.connected.Store(false)
+			unsubscribe()
+		}()
+	} else {
+		tok := in.client.Connect()
+		// With ConnectRetry the token completes once connected or on a
+		// fatal error; do not block shutdown on it.
+		go func() {
+			tok.Wait()
+			if err := tok.Error(); err != nil {
+				in.log.Error("broker connect failed", "err", err)
+			}
+		}()
+		defer in.client.Disconnect(250)
+	}
 	ackerDone := make(chan struct{})
 	go func() {
 		defer close(ackerDone)
 		in.acker()
 	}()
+	// Run before the unsubscribing or the disconnect above: a handler
+	// waiting to queue a batch gives up once done is closed.
 	defer func() {
 		close(in.done)
 		<-ackerDone
-		in.client.Disconnect(250)
 	}()
 	for {
 		select {
@@ -426,13 +489,23 @@ func (in *Intake) ack(group []work, results []store.Result, err error) {
 		}
 		// Not waiting on the token: a lost ack makes the edge resend, and
 		// the store recognises the events.
-		in.client.Publish(protocol.AckTopic(w.tenant, w.edge), 1, false, payload)
+		topic := protocol.AckTopic(w.tenant, w.edge)
+		if in.cfg.Inline != nil {
+			if err := in.cfg.Inline.Publish(topic, payload); err != nil {
+				in.log.Warn("publish ack", "edge", w.edge, "err", err)
+			}
+			continue
+		}
+		in.client.Publish(topic, 1, false, payload)
 	}
 }
 
 // Publish sends payload on topic with QoS 1 and waits up to timeout for
-// the broker's PUBACK.
+// the broker's PUBACK (inline: until the broker has routed it).
 func (in *Intake) Publish(topic string, payload []byte, timeout time.Duration) error {
+	if in.cfg.Inline != nil {
+		return in.cfg.Inline.Publish(topic, payload)
+	}
 	tok := in.client.Publish(topic, 1, false, payload)
 	if !tok.WaitTimeout(timeout) {
 		return fmt.Errorf("publish %s: timeout", topic)
@@ -441,8 +514,9 @@ func (in *Intake) Publish(topic string, payload []byte, timeout time.Duration) e
 }
 
 // Subscribe adds a subscription (QoS 1) made on every connection, such as
-// the edges' snapshot acks. handler runs on the MQTT client's goroutine: it
-// must return quickly and must not publish and wait. Call it before Run.
+// the edges' snapshot acks. handler runs on the MQTT client's goroutine
+// (inline, on the publishing client's): it must return quickly and must
+// not publish and wait. Call it before Run.
 func (in *Intake) Subscribe(filter string, handler func(topic string, payload []byte)) {
 	in.subsMu.Lock()
 	defer in.subsMu.Unlock()

@@ -1,0 +1,195 @@
+package intake_test
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/unico-cdp/unico/hub/broker"
+	"github.com/unico-cdp/unico/hub/intake"
+	"github.com/unico-cdp/unico/hub/store"
+	"github.com/unico-cdp/unico/internal/testkit"
+	"github.com/unico-cdp/unico/protocol"
+)
+
+// TestAcksOverBothTransports runs intake against a real broker and store,
+// once through an MQTT connection (as with an external broker) and once
+// inline (as with the embedded one), and checks what an edge sees: an ok
+// ack once its batch is committed, the same batch again acked as
+// duplicates, a batch naming another edge rejected, its snapshot acks
+// reaching the added subscription, and the hub's publications reaching it.
+func TestAcksOverBothTransports(t *testing.T) {
+	for _, inline := range []bool{false, true} {
+		name := "connection"
+		if inline {
+			name = "inline"
+		}
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			brk, err := broker.New(broker.Config{}, testkit.Logger(t, -4))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			brokerDone := make(chan error, 1)
+			go func() { brokerDone <- brk.Serve(ctx, ln) }()
+			st, err := store.Open(store.Options{Dir: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			url := "mqtt://" + ln.Addr().String()
+			cfg := intake.Config{BrokerURL: url}
+			if inline {
+				cfg.Inline = brk
+			}
+			in, err := intake.New(cfg, st, nil, testkit.Logger(t, -4))
+			if err != nil {
+				t.Fatal(err)
+			}
+			snapAcks := make(chan string, 16)
+			in.Subscribe(protocol.HubSnapAckFilter(false), func(topic string, _ []byte) { snapAcks <- topic })
+			intakeDone := make(chan error, 1)
+			go func() { intakeDone <- in.Run(ctx) }()
+			defer func() {
+				cancel()
+				if err := <-intakeDone; err != nil {
+					t.Error(err)
+				}
+				if err := <-brokerDone; err != nil {
+					t.Error(err)
+				}
+			}()
+			testkit.WaitFor(t, 10*time.Second, "intake connected", in.Connected)
+
+			// The edge.
+			acks := make(chan protocol.Ack, 64)
+			snaps := make(chan []byte, 4)
+			opts := paho.NewClientOptions().AddBroker("tcp://" + ln.Addr().String()).SetClientID("edge-e1").SetCleanSession(true)
+			edge := paho.NewClient(opts)
+			if tok := edge.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+				t.Fatalf("edge connect: %v", tok.Error())
+			}
+			defer edge.Disconnect(0)
+			for topic, h := range map[string]paho.MessageHandler{
+				protocol.AckTopic("t1", "e1"): func(_ paho.Client, m paho.Message) {
+					var a protocol.Ack
+					if err := protocol.Unmarshal(m.Payload(), &a, protocol.Limits{}); err != nil {
+						t.Errorf("ack: %v", err)
+						return
+					}
+					acks <- a
+				},
+				protocol.SnapshotTopic("t1", "e1"): func(_ paho.Client, m paho.Message) { snaps <- m.Payload() },
+			} {
+				if tok := edge.Subscribe(topic, 1, h); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+					t.Fatalf("edge subscribe: %v", tok.Error())
+				}
+			}
+			publish := func(b *protocol.Batch) {
+				t.Helper()
+				payload, err := protocol.Marshal(b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tok := edge.Publish(protocol.BatchTopic("t1", "e1"), 1, false, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+					t.Fatalf("publish: %v", tok.Error())
+				}
+			}
+			next := func() protocol.Ack {
+				t.Helper()
+				select {
+				case a := <-acks:
+					return a
+				case <-time.After(20 * time.Second):
+					t.Fatal("no ack")
+					return protocol.Ack{}
+				}
+			}
+			now := time.Now().UTC()
+			event := func(id, email string) protocol.Event {
+				return protocol.Event{ID: id, Type: protocol.TypeTrack, Name: "Order Completed",
+					Identifiers: []protocol.Identifier{{Type: "email", Value: email}}, OccurredAt: now, ReceivedAt: now}
+			}
+			first := &protocol.Batch{Tenant: "t1", EdgeID: "e1", FirstSeq: 1, LastSeq: 2, SentAt: now,
+				Events: []protocol.Event{event("ev-1", "a@example.org"), event("ev-2", "b@example.org")}}
+
+			// Through a connection the subscription may not be in place
+			// yet: the edge sends until it hears back, as a real one does.
+			// The first copy to arrive is the one committed.
+			publish(first)
+			var a protocol.Ack
+			deadline := time.After(20 * time.Second)
+			for got := false; !got; {
+				select {
+				case a = <-acks:
+					got = true
+				case <-time.After(200 * time.Millisecond):
+					publish(first)
+				case <-deadline:
+					t.Fatal("no ack")
+				}
+			}
+			if a.Status != protocol.AckOK || a.FirstSeq != 1 || a.LastSeq != 2 || a.Accepted != 2 || a.Duplicates != 0 {
+				t.Fatalf("first ack = %+v, want ok 1-2 with 2 accepted", a)
+			}
+			// Copies sent while waiting are duplicates; so is this one.
+			publish(first)
+			for {
+				a = next()
+				if a.Status != protocol.AckOK || a.FirstSeq != 1 || a.Accepted != 0 || a.Duplicates != 2 {
+					t.Fatalf("ack of a resent batch = %+v, want 2 duplicates", a)
+				}
+				if len(acks) == 0 {
+					break
+				}
+			}
+
+			publish(&protocol.Batch{Tenant: "t1", EdgeID: "e2", FirstSeq: 3, LastSeq: 3, SentAt: now,
+				Events: []protocol.Event{event("ev-3", "c@example.org")}})
+			if a = next(); a.Status != protocol.AckRejected || a.FirstSeq != 3 || a.Error == "" {
+				t.Fatalf("ack of a batch naming another edge = %+v, want rejected 3", a)
+			}
+			publish(&protocol.Batch{Tenant: "t1", EdgeID: "e1", FirstSeq: 3, LastSeq: 3, SentAt: now,
+				Events: []protocol.Event{event("ev-3", "c@example.org")}})
+			if a = next(); a.Status != protocol.AckOK || a.FirstSeq != 3 || a.Accepted != 1 {
+				t.Fatalf("ack of the third event = %+v, want ok 3 with 1 accepted", a)
+			}
+			if p, err := st.Lookup(protocol.Identifier{Type: "email", Value: "c@example.org"}); err != nil {
+				t.Fatalf("profile of the third event: %v", err)
+			} else if p.Computed.Events != 1 {
+				t.Fatalf("profile of the third event has %d events, want 1", p.Computed.Events)
+			}
+
+			if tok := edge.Publish(protocol.SnapshotAckTopic("t1", "e1"), 1, false, []byte("x")); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+				t.Fatalf("publish snapshot ack: %v", tok.Error())
+			}
+			select {
+			case topic := <-snapAcks:
+				if topic != protocol.SnapshotAckTopic("t1", "e1") {
+					t.Fatalf("snapshot ack on %q", topic)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("the snapshot ack did not reach the subscription")
+			}
+			if err := in.Publish(protocol.SnapshotTopic("t1", "e1"), []byte("snapshot"), 10*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case p := <-snaps:
+				if string(p) != "snapshot" {
+					t.Fatalf("edge got snapshot %q", p)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("the edge did not get the hub's publication")
+			}
+		})
+	}
+}
