@@ -33,6 +33,30 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// serve starts a broker on a free loopback port until the test ends, and
+// returns it with its address.
+func serve(t *testing.T, logger *slog.Logger) (*Broker, string) {
+	t.Helper()
+	b, err := New(Config{}, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return b, ln.Addr().String()
+}
+
 // TestConnectionEndsAreNamed checks what the log says when a client's
 // connection ends: a client that closes it is a debug record, one that
 // sends garbage a warning, and neither has an empty message.
@@ -45,24 +69,8 @@ func TestConnectionEndsAreNamed(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out syncBuffer
-			b, err := New(Config{}, slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug})))
-			if err != nil {
-				t.Fatal(err)
-			}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- b.Serve(ctx, ln) }()
-			defer func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Error(err)
-				}
-			}()
-			conn, err := net.Dial("tcp", ln.Addr().String())
+			_, addr := serve(t, slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug})))
+			conn, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -90,23 +98,7 @@ func TestConnectionEndsAreNamed(t *testing.T) {
 // client, Unsubscribe ends deliveries, and shared or repeated filters are
 // refused.
 func TestInline(t *testing.T) {
-	b, err := New(Config{}, testkit.Logger(t, slog.LevelDebug))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Serve(ctx, ln) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	b, addr := serve(t, testkit.Logger(t, slog.LevelDebug))
 
 	type msg struct{ topic, payload string }
 	got := make(chan msg, 16)
@@ -124,7 +116,7 @@ func TestInline(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + ln.Addr().String()).SetClientID("c1"))
+	c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("c1"))
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("connect: %v", tok.Error())
 	}
