@@ -16,21 +16,29 @@ import (
 )
 
 // TestAcksOverBothTransports runs intake against a real broker and store,
-// once through an MQTT connection (as with an external broker) and once
-// inline (as with the embedded one), and checks what an edge sees: an ok
+// through an MQTT connection (as with an external broker) and inline (as
+// with the embedded one), each with and without credentials at the broker,
+// and checks what an edge sees: an ok
 // ack once its batch is committed, the same batch again acked as
 // duplicates, a batch naming another edge rejected, its snapshot acks
 // reaching the added subscription, and the hub's publications reaching it.
 func TestAcksOverBothTransports(t *testing.T) {
-	for _, inline := range []bool{false, true} {
-		name := "connection"
-		if inline {
-			name = "inline"
-		}
-		t.Run(name, func(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		inline bool
+		users  map[string]string // the broker's credentials; the edge uses the first
+	}{
+		{"connection", false, nil},
+		{"connection with credentials", false, map[string]string{"edge": "edge-pw", "hub": "hub-pw"}},
+		{"inline", true, nil},
+		// The hub needs no credentials of its own inline.
+		{"inline with credentials", true, map[string]string{"edge": "edge-pw"}},
+	} {
+		inline := tc.inline
+		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			brk, err := broker.New(broker.Config{}, testkit.Logger(t, -4))
+			brk, err := broker.New(broker.Config{Users: tc.users}, testkit.Logger(t, -4))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -46,6 +54,9 @@ func TestAcksOverBothTransports(t *testing.T) {
 			}
 			defer st.Close()
 			url := "mqtt://" + ln.Addr().String()
+			if pw, ok := tc.users["hub"]; ok {
+				url = "mqtt://hub:" + pw + "@" + ln.Addr().String()
+			}
 			cfg := intake.Config{BrokerURL: url}
 			if inline {
 				cfg.Inline = brk
@@ -73,6 +84,9 @@ func TestAcksOverBothTransports(t *testing.T) {
 			acks := make(chan protocol.Ack, 64)
 			snaps := make(chan []byte, 4)
 			opts := paho.NewClientOptions().AddBroker("tcp://" + ln.Addr().String()).SetClientID("edge-e1").SetCleanSession(true)
+			if pw, ok := tc.users["edge"]; ok {
+				opts.SetUsername("edge").SetPassword(pw)
+			}
 			edge := paho.NewClient(opts)
 			if tok := edge.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 				t.Fatalf("edge connect: %v", tok.Error())
