@@ -155,14 +155,23 @@ func TestAcksOverBothTransports(t *testing.T) {
 				t.Fatalf("first ack = %+v, want ok 1-2 with 2 accepted", a)
 			}
 			// Copies sent while waiting are duplicates; so is this one.
+			// How many of the copies arrived is unknown (those sent
+			// before the subscription was in place are lost): from here
+			// on, next passes over their acks.
 			publish(first)
-			for {
-				a = next()
-				if a.Status != protocol.AckOK || a.FirstSeq != 1 || a.Accepted != 0 || a.Duplicates != 2 {
-					t.Fatalf("ack of a resent batch = %+v, want 2 duplicates", a)
-				}
-				if len(acks) == 0 {
-					break
+			duplicate := func(a protocol.Ack) bool {
+				return a.Status == protocol.AckOK && a.FirstSeq == 1 && a.LastSeq == 2 && a.Accepted == 0 && a.Duplicates == 2
+			}
+			if a = next(); !duplicate(a) {
+				t.Fatalf("ack of a resent batch = %+v, want 2 duplicates", a)
+			}
+			next0 := next
+			next = func() protocol.Ack {
+				t.Helper()
+				for {
+					if a := next0(); !duplicate(a) {
+						return a
+					}
 				}
 			}
 
