@@ -157,7 +157,7 @@ func (h *Hub) Serve(ctx context.Context, httpLn, mqttLn net.Listener) error {
 	// Build every part before starting any, so a configuration error
 	// leaves nothing running.
 	var snap *snapshot.Manager
-	ic := intake.Config{BrokerURL: h.cfg.BrokerURL, OnCommit: func() { snap.Notify() }}
+	ic := intake.Config{BrokerURL: h.cfg.BrokerURL, OnCommit: func() { snap.Notify() }, Properties: st.ReadsProperties}
 	var brk *broker.Broker
 	if mqttLn != nil {
 		if brk, err = broker.New(broker.Config{Users: h.cfg.BrokerUsers}, h.log); err != nil {

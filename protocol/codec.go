@@ -121,12 +121,38 @@ func PeekKind(b []byte) (Kind, error) {
 // and every length prefix are checked against the payload before msgpack
 // allocates anything.
 func Unmarshal(b []byte, m Message, lim Limits) error {
-	return unmarshal(b, m, lim, true)
+	return unmarshal(b, m, lim, true, nil)
+}
+
+// UnmarshalLean is Unmarshal for a batch whose events are read only in
+// part, by a consumer that keeps their encoded bytes (BatchEventBytes)
+// rather than encoding the decoded events again: the hub's intake. It
+// accepts and rejects exactly the payloads Unmarshal does and yields the
+// same batch, except that every event's Context is nil, and its
+// Properties too unless props(type, name, channel) is true. The maps it
+// leaves out are checked but never built.
+func UnmarshalLean(b []byte, bt *Batch, lim Limits, props func(typ, name, channel string) bool) error {
+	if props == nil {
+		return errors.New("UnmarshalLean: props is nil")
+	}
+	return unmarshal(b, bt, lim, true, props)
+}
+
+// stripLean leaves out of bt's events what UnmarshalLean leaves out.
+func stripLean(bt *Batch, props func(typ, name, channel string) bool) {
+	for i := range bt.Events {
+		e := &bt.Events[i]
+		e.Context = nil
+		if e.Properties != nil && !props(e.Type, e.Name, e.Channel) {
+			e.Properties = nil
+		}
+	}
 }
 
 // unmarshal is Unmarshal; fast decodes a Batch with decodeBatch rather
-// than by reflection (tests compare the two).
-func unmarshal(b []byte, m Message, lim Limits, fast bool) error {
+// than by reflection (tests compare the two); props, when set, makes it
+// UnmarshalLean.
+func unmarshal(b []byte, m Message, lim Limits, fast bool, props func(typ, name, channel string) bool) error {
 	lim = lim.withDefaults()
 	if len(b) > lim.MaxPayload {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(b), lim.MaxPayload)
@@ -147,7 +173,7 @@ func unmarshal(b []byte, m Message, lim Limits, fast bool) error {
 	}
 	err = errFallback
 	if bt, ok := m.(*Batch); ok && fast {
-		err = decodeBatch(body, bt)
+		err = decodeBatch(body, bt, props)
 	}
 	if errors.Is(err, errFallback) {
 		err = safeUnmarshal(body, m)
@@ -160,6 +186,9 @@ func unmarshal(b []byte, m Message, lim Limits, fast bool) error {
 	}
 	if bt, ok := m.(*Batch); ok && len(bt.Events) > MaxBatchEvents {
 		return fmt.Errorf("batch: %d events, limit %d: %w", len(bt.Events), MaxBatchEvents, ErrTooLarge)
+	}
+	if bt, ok := m.(*Batch); ok && props != nil {
+		stripLean(bt, props)
 	}
 	utcTimes(m)
 	return nil

@@ -45,6 +45,11 @@ package protocol
 // its events are allocated, as Unmarshal fails after reflection decoded
 // them.
 //
+// A lean decode (UnmarshalLean) walks the values it leaves out (events'
+// contexts, unwanted properties) through the same code with building
+// turned off, so that it accepts and rejects exactly what a full decode
+// does.
+//
 // Strings are copied out of the payload (callers reuse their buffers, and
 // the hub's store decodes from database memory that is only valid during a
 // callback). Short strings that repeat, such as map keys, event types and
@@ -88,13 +93,16 @@ const mapHintLimit = 1024
 
 // decodeBatch decodes body, which has passed checkMsgpack and
 // checkElementDensity, into bt. It returns errFallback when the body has
-// to be decoded by reflection instead, leaving bt as it found it.
-func decodeBatch(body []byte, bt *Batch) error {
+// to be decoded by reflection instead, leaving bt as it found it. props,
+// when set, makes the decode lean (UnmarshalLean; the caller strips the
+// result with stripLean all the same).
+func decodeBatch(body []byte, bt *Batch, props func(typ, name, channel string) bool) error {
 	if bt == nil || !zeroBatch(bt) {
 		return errFallback
 	}
 	d := getFastDecoder(body)
 	defer putFastDecoder(d)
+	d.props = props
 	err := d.batch(bt)
 	if errors.Is(err, errFallback) {
 		*bt = Batch{Raw: bt.Raw}
@@ -136,6 +144,10 @@ type fastDecoder struct {
 	b      []byte
 	i      int
 	intern internCache
+	// props, when set, makes a lean decode (UnmarshalLean): events'
+	// contexts are walked and checked but not built, and their
+	// properties only where props returns true.
+	props func(typ, name, channel string) bool
 }
 
 var fastDecoders = sync.Pool{New: func() any { return new(fastDecoder) }}
@@ -147,7 +159,7 @@ func getFastDecoder(b []byte) *fastDecoder {
 }
 
 func putFastDecoder(d *fastDecoder) {
-	d.b = nil
+	d.b, d.props = nil, nil
 	fastDecoders.Put(d)
 }
 
@@ -618,8 +630,16 @@ func (d *fastDecoder) event(e *Event, depth int) error {
 		return err
 	}
 	depth++
+	// In a lean decode, properties are skipped by what the event's type,
+	// name and channel are when they come. The edge encodes those first;
+	// if one comes after skipped properties, reflection decodes the
+	// message whole (and stripLean decides on the final values).
+	skipped := false
 	return d.fields(n, asArray, eventKey, func(i fieldIndex) error {
 		var err error
+		if skipped && i >= 1 && i <= 3 {
+			return errFallback
+		}
 		switch i {
 		case 0:
 			e.ID, err = d.str()
@@ -638,11 +658,13 @@ func (d *fastDecoder) event(e *Event, depth int) error {
 		case 7:
 			e.GroupID, err = d.str()
 		case 8:
-			e.Traits, err = d.mapAny(depth)
+			e.Traits, err = d.mapAny(depth, true)
 		case 9:
-			e.Properties, err = d.mapAny(depth)
+			keep := d.props == nil || d.props(e.Type, e.Name, e.Channel)
+			skipped = !keep
+			e.Properties, err = d.mapAny(depth, keep)
 		case 10:
-			e.Context, err = d.mapAny(depth)
+			e.Context, err = d.mapAny(depth, d.props == nil)
 		case 11:
 			e.Consent, err = d.mapBool()
 		case 12:
@@ -765,32 +787,39 @@ func identifierKey(k []byte) fieldIndex {
 	return -1
 }
 
-// mapAny decodes a map[string]any field.
-func (d *fastDecoder) mapAny(depth int) (map[string]any, error) {
+// mapAny decodes a map[string]any field. Unless keep, it only reads and
+// checks it, as decoding would, and returns nil: keep changes what is
+// built, never what is accepted (so for sliceBody and value).
+func (d *fastDecoder) mapAny(depth int, keep bool) (map[string]any, error) {
 	n, err := d.mapHeader()
 	if err != nil || n < 0 {
 		return nil, err
 	}
-	return d.mapBody(n, depth)
+	return d.mapBody(n, depth, keep)
 }
 
 // mapBody decodes the n entries of a map[string]any whose header was read,
 // as msgpack's DecodeMap does.
-func (d *fastDecoder) mapBody(n, depth int) (map[string]any, error) {
+func (d *fastDecoder) mapBody(n, depth int, keep bool) (map[string]any, error) {
 	if depth >= maxFastDepth {
 		return nil, errFallback
 	}
-	m := make(map[string]any, min(n, mapHintLimit))
+	var m map[string]any
+	if keep {
+		m = make(map[string]any, min(n, mapHintLimit))
+	}
 	for range n {
 		k, err := d.rawStr()
 		if err != nil {
 			return nil, fmt.Errorf("key: %w", err)
 		}
-		v, err := d.value(depth + 1)
+		v, err := d.value(depth+1, keep)
 		if err != nil {
 			return nil, err
 		}
-		m[d.intern.str(k)] = v
+		if keep {
+			m[d.intern.str(k)] = v
+		}
 	}
 	return m, nil
 }
@@ -825,13 +854,21 @@ func (d *fastDecoder) mapBool() (map[string]bool, error) {
 }
 
 // sliceBody decodes the n elements of a []any whose header was read.
-func (d *fastDecoder) sliceBody(n, depth int) ([]any, error) {
+func (d *fastDecoder) sliceBody(n, depth int, keep bool) ([]any, error) {
 	if depth >= maxFastDepth {
 		return nil, errFallback
 	}
+	if !keep {
+		for range n {
+			if _, err := d.value(depth+1, false); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	}
 	s := make([]any, n)
 	for i := range s {
-		v, err := d.value(depth + 1)
+		v, err := d.value(depth+1, true)
 		if err != nil {
 			return nil, err
 		}
@@ -841,7 +878,8 @@ func (d *fastDecoder) sliceBody(n, depth int) ([]any, error) {
 }
 
 // value decodes an interface value as msgpack's DecodeInterface does.
-func (d *fastDecoder) value(depth int) (any, error) {
+// Unless keep, the maps, lists, strings and bytes it reads are not built.
+func (d *fastDecoder) value(depth int, keep bool) (any, error) {
 	c, err := d.code()
 	if err != nil {
 		return nil, err
@@ -850,12 +888,12 @@ func (d *fastDecoder) value(depth int) (any, error) {
 	case c <= 0x7f || c >= 0xe0:
 		return int8(c), nil
 	case c <= 0x8f:
-		return d.mapBody(int(c&0x0f), depth)
+		return d.mapBody(int(c&0x0f), depth, keep)
 	case c <= 0x9f:
-		return d.sliceBody(int(c&0x0f), depth)
+		return d.sliceBody(int(c&0x0f), depth, keep)
 	case c <= 0xbf:
 		s, err := d.bytes(int(c & 0x1f))
-		if err != nil {
+		if err != nil || !keep {
 			return nil, err
 		}
 		return d.intern.value(s), nil
@@ -898,13 +936,13 @@ func (d *fastDecoder) value(depth int) (any, error) {
 		return int64(v), err
 	case 0xd9, 0xda, 0xdb:
 		s, err := d.strBody(c)
-		if err != nil {
+		if err != nil || !keep {
 			return nil, err
 		}
 		return d.intern.value(s), nil
 	case 0xc4, 0xc5, 0xc6:
 		s, err := d.strBody(c)
-		if err != nil {
+		if err != nil || !keep {
 			return nil, err
 		}
 		return append([]byte{}, s...), nil
@@ -913,13 +951,13 @@ func (d *fastDecoder) value(depth int) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return d.sliceBody(n, depth)
+		return d.sliceBody(n, depth, keep)
 	case 0xde, 0xdf:
 		n, err := d.lenN(2 + 2*int(c-0xde))
 		if err != nil {
 			return nil, err
 		}
-		return d.mapBody(n, depth)
+		return d.mapBody(n, depth, keep)
 	}
 	typ, n, ok, err := d.extHeader(c)
 	if err != nil {

@@ -129,11 +129,45 @@ func checkSame[T any](t fataler, what string, b []byte, decode func(b []byte, v 
 
 // checkSameBatch is checkSame for a wire batch.
 func checkSameBatch(t fataler, b []byte) {
-	checkSame(t, "batch", b, func(b []byte, bt *Batch, fast bool) error { return unmarshal(b, bt, Limits{}, fast) })
+	checkSame(t, "batch", b, func(b []byte, bt *Batch, fast bool) error { return unmarshal(b, bt, Limits{}, fast, nil) })
 }
 
 // checkSameEvent is checkSame for a bare event.
 func checkSameEvent(t fataler, b []byte) { checkSame(t, "event", b, unmarshalEvent) }
+
+// oddProps wants the properties of some events and not of others,
+// including events with no type, name or channel.
+func oddProps(typ, name, channel string) bool { return (len(typ)+len(name)+len(channel))%2 == 1 }
+
+// trackOnlyProps wants the properties of track events.
+func trackOnlyProps(typ, _, _ string) bool { return typ == TypeTrack }
+
+// checkLean fails unless UnmarshalLean accepts b exactly when decoding by
+// reflection does, and yields what reflection does with contexts and
+// unwanted properties left out.
+func checkLean(t fataler, b []byte) {
+	for _, props := range []func(typ, name, channel string) bool{oddProps, trackOnlyProps} {
+		var full, lean Batch
+		errFull := unmarshal(b, &full, Limits{}, false, nil)
+		errLean := UnmarshalLean(b, &lean, Limits{}, props)
+		if errClass(errFull) != errClass(errLean) {
+			t.Fatalf("reflection: %v\nlean: %v", errFull, errLean)
+		}
+		if errFull != nil {
+			continue
+		}
+		for i := range full.Events {
+			e := &full.Events[i]
+			e.Context = nil
+			if !props(e.Type, e.Name, e.Channel) {
+				e.Properties = nil
+			}
+		}
+		if diff := exactDiff(&full, &lean); diff != "" {
+			t.Fatalf("lean decode differs from reflection's, stripped: %s", diff)
+		}
+	}
+}
 
 // wire prefixes a msgpack body with the header of a batch.
 func wire(body []byte) []byte {
@@ -262,6 +296,7 @@ func FuzzFastDecode(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		checkSameBatch(t, wire(body))
+		checkLean(t, wire(body))
 		checkSameEvent(t, body)
 	})
 }
@@ -324,6 +359,13 @@ var fastDecodeCases = []struct {
 	{name: "repeated unknown key", body: []byte{0x82, 0xa1, 'x', 0x01, 0xa1, 'x', 0x02}},
 	{name: "traits as an extension", fallback: true, body: []byte{0x81, 0xa2, 'e', 'v', 0x91, 0x81, 0xa2, 't', 'r', 0xd4, 0x05, 0x80}},
 	{name: "consent as an extension", fallback: true, body: []byte{0x81, 0xa2, 'e', 'v', 0x91, 0x81, 0xa2, 'c', 's', 0xd4, 0x05, 0x80}},
+	{name: "type after properties", body: []byte{0x81, 0xa2, 'e', 'v', 0x91, 0x82, 0xa2, 'p', 'r', 0x81, 0xa1, 'x', 0x01, 0xa2, 't', 'y', 0xa5, 't', 'r', 'a', 'c', 'k'}},
+	{name: "name after properties", body: []byte{0x81, 0xa2, 'e', 'v', 0x91, 0x83, 0xa2, 't', 'y', 0xa1, 't', 0xa2, 'p', 'r', 0x81, 0xa1, 'x', 0x91, 0xa1, 'y', 0xa1, 'n', 0xa2, 'a', 'b'}},
+	{name: "context and properties of every kind", body: []byte{0x81, 0xa2, 'e', 'v', 0x91, 0x83,
+		0xa2, 't', 'y', 0xa1, 't',
+		0xa2, 'c', 'x', 0x86, 0xa1, 'a', 0xc4, 0x01, 'b', 0xa1, 'f', 0xcb, 0, 0, 0, 0, 0, 0, 0, 1, 0xa1, 'm', 0x81, 0xa1, 'k', 0xdc, 0, 1, 0xd9, 1, 's',
+		0xa1, 'u', 0xcd, 1, 2, 0xa1, 't', 0xd6, 0xff, 0, 0, 0, 1, 0xa1, 'n', 0xc0,
+		0xa2, 'p', 'r', 0xde, 0, 1, 0xa1, 'q', 0x92, 0xc3, 0xd0, 0x80}},
 	{name: "deep lists", body: append(append([]byte{0x81, 0xa2, 'e', 'v', 0x91, 0x81, 0xa2, 'c', 'x', 0x81, 0xa0}, bytes.Repeat([]byte{0x91}, 25)...), 0xc0)},
 	{name: "too deep", body: append(append([]byte{0x81, 0xa2, 'e', 'v', 0x91, 0x81, 0xa2, 'c', 'x', 0x81, 0xa0}, bytes.Repeat([]byte{0x91}, 40)...), 0xc0)},
 }
@@ -332,6 +374,7 @@ func TestFastDecodeCases(t *testing.T) {
 	for _, tt := range fastDecodeCases {
 		t.Run(tt.name, func(t *testing.T) {
 			checkSameBatch(t, wire(tt.body))
+			checkLean(t, wire(tt.body))
 			checkSameEvent(t, tt.body)
 			// Whether the fast decoder decodes the case itself, for the
 			// cases that pass the structural checks.
@@ -339,7 +382,7 @@ func TestFastDecodeCases(t *testing.T) {
 				return
 			}
 			var bt Batch
-			err := decodeBatch(tt.body, &bt)
+			err := decodeBatch(tt.body, &bt, nil)
 			if fellBack := errors.Is(err, errFallback); fellBack != tt.fallback {
 				t.Fatalf("fallback %v, want %v (err %v)", fellBack, tt.fallback, err)
 			}
@@ -353,6 +396,7 @@ func TestFastDecodeSeeds(t *testing.T) {
 	for i, s := range fastDecodeSeeds(t) {
 		t.Run(strconv.Itoa(i), func(t *testing.T) {
 			checkSameBatch(t, wire(s))
+			checkLean(t, wire(s))
 			checkSameEvent(t, s)
 		})
 	}
@@ -362,7 +406,7 @@ func TestFastDecodeSeeds(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, body := range [][]byte{b[headerLen:], encodeArrays(t, m)} {
-			if err := decodeBatch(body, new(Batch)); err != nil {
+			if err := decodeBatch(body, new(Batch), nil); err != nil {
 				t.Fatalf("decodeBatch: %v", err)
 			}
 		}
@@ -379,11 +423,11 @@ func TestFastDecodeCopies(t *testing.T) {
 		t.Fatal(err)
 	}
 	var want, got Batch
-	if err := unmarshal(b, &want, Limits{}, false); err != nil {
+	if err := unmarshal(b, &want, Limits{}, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	buf := bytes.Clone(b)
-	if err := unmarshal(buf, &got, Limits{}, true); err != nil {
+	if err := unmarshal(buf, &got, Limits{}, true, nil); err != nil {
 		t.Fatal(err)
 	}
 	for i := range buf {
@@ -419,22 +463,22 @@ func TestFastDecodeIntoNonZero(t *testing.T) {
 		return &Batch{Tenant: "old", Backlog: 9, Events: []Event{{Consent: map[string]bool{"old": true}}, {}, {}}}
 	}
 	slow, fast := prefilled(), prefilled()
-	if err := unmarshal(b, slow, Limits{}, false); err != nil {
+	if err := unmarshal(b, slow, Limits{}, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := unmarshal(b, fast, Limits{}, true); err != nil {
+	if err := unmarshal(b, fast, Limits{}, true, nil); err != nil {
 		t.Fatal(err)
 	}
 	if diff := exactDiff(slow, fast); diff != "" {
 		t.Fatalf("reflection != fast: %s", diff)
 	}
-	if err := decodeBatch(b[headerLen:], prefilled()); !errors.Is(err, errFallback) {
+	if err := decodeBatch(b[headerLen:], prefilled(), nil); !errors.Is(err, errFallback) {
 		t.Fatalf("decodeBatch into a filled batch: %v, want errFallback", err)
 	}
 	// Raw is not decoded: it stays, and does not stop the fast decoder.
 	raw := [][]byte{{1}}
 	bt := &Batch{Raw: raw}
-	if err := decodeBatch(b[headerLen:], bt); err != nil || len(bt.Events) != 2 || &bt.Raw[0] != &raw[0] {
+	if err := decodeBatch(b[headerLen:], bt, nil); err != nil || len(bt.Events) != 2 || &bt.Raw[0] != &raw[0] {
 		t.Fatalf("decodeBatch with Raw set: %v, %d events, Raw %v", err, len(bt.Events), bt.Raw)
 	}
 }
@@ -522,6 +566,7 @@ func TestRapidFastDecode(t *testing.T) {
 		}
 		for _, b := range [][]byte{rb, mb, wire(encodeArrays(t, in))} {
 			checkSameBatch(t, b)
+			checkLean(t, b)
 			var got Batch
 			if err := Unmarshal(b, &got, Limits{}); err != nil {
 				t.Fatalf("Unmarshal: %v", err)
@@ -582,15 +627,16 @@ func hubBatches(t testing.TB, body func(n int) []byte, n, k int) [][]byte {
 }
 
 // BenchmarkUnmarshalBatchPaths decodes batches of 100 events as the hub
-// receives them, by reflection (the decoder before the fast one) and with
-// the fast decoder. body=kiosk and body=edge are the Segment requests of
+// receives them, by reflection (the decoder before the fast one), with
+// the fast decoder, and lean (UnmarshalLean keeping only track events'
+// properties, as the hub's intake keeps only orders' and contacts'). body=kiosk and body=edge are the Segment requests of
 // BenchmarkSegmentToStored. It cycles through 32 batches with different
 // values, so that the fast decoder's string cache sees what it would in a
 // stream of batches, not one batch again and again.
 func BenchmarkUnmarshalBatchPaths(b *testing.B) {
 	const n, k = 100, 32
 	for _, bd := range benchBodies {
-		for _, path := range []string{"reflect", "fast"} {
+		for _, path := range []string{"reflect", "fast", "lean"} {
 			b.Run(fmt.Sprintf("body=%s/batch=%d/path=%s", bd.name, n, path), func(b *testing.B) {
 				encs := hubBatches(b, bd.body, n, k)
 				b.ReportAllocs()
@@ -600,7 +646,11 @@ func BenchmarkUnmarshalBatchPaths(b *testing.B) {
 				i := 0
 				for b.Loop() {
 					var got Batch
-					if err := unmarshal(encs[i%k], &got, Limits{}, path == "fast"); err != nil || len(got.Events) != n {
+					var props func(typ, name, channel string) bool
+					if path == "lean" {
+						props = trackOnlyProps
+					}
+					if err := unmarshal(encs[i%k], &got, Limits{}, path != "reflect", props); err != nil || len(got.Events) != n {
 						b.Fatalf("Unmarshal: %d events, %v", len(got.Events), err)
 					}
 					i++

@@ -61,6 +61,12 @@ type Config struct {
 	// OnCommit, when set, is called after every successful group commit
 	// (the snapshot manager's wake-up). It must not block.
 	OnCommit func()
+	// Properties, when set, says which events' properties the store
+	// reads (store.Store.ReadsProperties): batches are then decoded
+	// without those of other events and without contexts
+	// (protocol.UnmarshalLean), and the store keeps the events as the
+	// edge encoded them. Unset, events are decoded whole.
+	Properties func(typ, name, channel string) bool
 	// Inline, when set, is a broker in the hub's own process (the
 	// embedded one) that intake subscribes and publishes to directly,
 	// without an MQTT connection: no copy of each batch to a socket and
@@ -293,7 +299,7 @@ func (in *Intake) onBatch(topic string, payload []byte) {
 	}
 	w.tenant, w.edge = tenant, edge
 	var b protocol.Batch
-	if err := protocol.Unmarshal(payload, &b, in.cfg.Limits); err != nil {
+	if err := in.decode(payload, &b); err != nil {
 		w.err = fmt.Errorf("decode: %w", err)
 	} else if b.EdgeID != edge || (b.Tenant != "" && b.Tenant != tenant) {
 		w.err = fmt.Errorf("batch names edge %q tenant %q on the topic of edge %q tenant %q", b.EdgeID, b.Tenant, edge, tenant)
@@ -304,10 +310,6 @@ func (in *Intake) onBatch(topic string, payload []byte) {
 		if b.Tenant == "" {
 			b.Tenant = tenant
 		}
-		// The store keeps the events as the edge encoded them.
-		if raw, err := protocol.BatchEventBytes(payload); err == nil && len(raw) == len(b.Events) {
-			b.Raw = raw
-		}
 		w.batch = &b
 	}
 	select {
@@ -315,6 +317,34 @@ func (in *Intake) onBatch(topic string, payload []byte) {
 	case <-in.done:
 		// Shutting down: the edge resends what was not acked.
 	}
+}
+
+// decode decodes a batch into b, with b.Raw holding its events as the
+// edge encoded them when they can be told apart, which the store then
+// keeps. Only then is the decode lean (Config.Properties): the store never
+// encodes those events again, so what is left out of them is not lost.
+func (in *Intake) decode(payload []byte, b *protocol.Batch) error {
+	raw, rawErr := protocol.BatchEventBytes(payload)
+	if rawErr != nil || in.cfg.Properties == nil {
+		if err := protocol.Unmarshal(payload, b, in.cfg.Limits); err != nil {
+			return err
+		}
+		if rawErr == nil && len(raw) == len(b.Events) {
+			b.Raw = raw
+		}
+		return nil
+	}
+	if err := protocol.UnmarshalLean(payload, b, in.cfg.Limits, in.cfg.Properties); err != nil {
+		return err
+	}
+	if len(raw) != len(b.Events) {
+		// Not expected (protocol's tests hold BatchEventBytes to the
+		// decoder), but a lean event must never be stored re-encoded.
+		*b = protocol.Batch{}
+		return protocol.Unmarshal(payload, b, in.cfg.Limits)
+	}
+	b.Raw = raw
+	return nil
 }
 
 // Run connects and commits batches until ctx is cancelled.

@@ -3,6 +3,7 @@ package intake_test
 import (
 	"context"
 	"net"
+	"reflect"
 	"testing"
 	"time"
 
@@ -214,5 +215,113 @@ func TestAcksOverBothTransports(t *testing.T) {
 				t.Fatal("the edge did not get the hub's publication")
 			}
 		})
+	}
+}
+
+// TestLeanDecodeKeepsEvents checks that intake's lean decode (contexts and
+// the properties the store does not read left out) loses nothing: the
+// store keeps the events as the edge encoded them, and the order's
+// properties, which it reads, still count.
+func TestLeanDecodeKeepsEvents(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	brk, err := broker.New(broker.Config{}, testkit.Logger(t, -4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	brokerDone := make(chan error, 1)
+	go func() { brokerDone <- brk.Serve(ctx, ln) }()
+	st, err := store.Open(store.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	in, err := intake.New(intake.Config{Inline: brk, Properties: st.ReadsProperties}, st, nil, testkit.Logger(t, -4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	intakeDone := make(chan error, 1)
+	go func() { intakeDone <- in.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-intakeDone; err != nil {
+			t.Error(err)
+		}
+		if err := <-brokerDone; err != nil {
+			t.Error(err)
+		}
+	}()
+	testkit.WaitFor(t, 10*time.Second, "intake running", in.Connected)
+
+	acks := make(chan protocol.Ack, 4)
+	edge := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + ln.Addr().String()).SetClientID("edge-e1").SetCleanSession(true))
+	if tok := edge.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("edge connect: %v", tok.Error())
+	}
+	defer edge.Disconnect(0)
+	if tok := edge.Subscribe(protocol.AckTopic("t1", "e1"), 1, func(_ paho.Client, m paho.Message) {
+		var a protocol.Ack
+		if err := protocol.Unmarshal(m.Payload(), &a, protocol.Limits{}); err != nil {
+			t.Errorf("ack: %v", err)
+			return
+		}
+		acks <- a
+	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("edge subscribe: %v", tok.Error())
+	}
+
+	at := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	ids := []protocol.Identifier{{Type: "email", Value: "a@example.org"}}
+	sent := []protocol.Event{
+		{ID: "ev-1", Type: protocol.TypePage, Name: "Home", Channel: "web", Identifiers: ids, OccurredAt: at, ReceivedAt: at,
+			Properties: map[string]any{"url": "https://shop.example.com/", "path": "/"},
+			Context:    map[string]any{"ip": "192.0.2.1", "library": map[string]any{"name": "analytics.js", "version": "2.0"}}},
+		{ID: "ev-2", Type: protocol.TypeTrack, Name: "Order Completed", Channel: "pos", Identifiers: ids, OccurredAt: at.Add(time.Minute), ReceivedAt: at,
+			Properties: map[string]any{"revenue": 42.5, "products": []any{map[string]any{"product_id": "P1", "name": "Pillow"}}},
+			Context:    map[string]any{"store_id": "S1"}},
+	}
+	payload, err := protocol.Marshal(&protocol.Batch{Tenant: "t1", EdgeID: "e1", FirstSeq: 1, LastSeq: 2, SentAt: at, Events: sent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok := edge.Publish(protocol.BatchTopic("t1", "e1"), 1, false, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish: %v", tok.Error())
+	}
+	select {
+	case a := <-acks:
+		if a.Status != protocol.AckOK || a.Accepted != 2 {
+			t.Fatalf("ack = %+v, want ok with 2 accepted", a)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no ack")
+	}
+
+	p, err := st.Lookup(ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Computed.Orders != 1 || p.Computed.Revenue.Float() != 42.5 || len(p.Computed.Purchases) != 1 || p.Computed.Purchases[0].Product != "P1" {
+		t.Fatalf("order not counted from its properties: orders %d, revenue %v, purchases %+v", p.Computed.Orders, p.Computed.Revenue, p.Computed.Purchases)
+	}
+	got, _, err := st.Events(p.ID, "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(sent) {
+		t.Fatalf("%d events stored, want %d", len(got), len(sent))
+	}
+	byID := map[string]protocol.Event{}
+	for _, e := range got {
+		byID[e.ID] = e
+	}
+	for _, want := range sent {
+		e := byID[want.ID]
+		if !reflect.DeepEqual(e.Properties, want.Properties) || !reflect.DeepEqual(e.Context, want.Context) {
+			t.Fatalf("event %s stored with properties %v, context %v; sent %v, %v", want.ID, e.Properties, e.Context, want.Properties, want.Context)
+		}
 	}
 }

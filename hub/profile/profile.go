@@ -237,9 +237,26 @@ type Classifier struct{ r Rules }
 // NewClassifier returns a classifier for r (defaults applied).
 func NewClassifier(r Rules) *Classifier { return &Classifier{r: r.withDefaults()} }
 
+// isOrder and isContact say which events are orders and contacts.
+func (c *Classifier) isOrder(typ, name string) bool {
+	return typ == protocol.TypeTrack && matchAny(c.r.OrderEvents, name)
+}
+
+func (c *Classifier) isContact(typ, name, channel string) bool {
+	return channel == protocol.ChannelContactCenter || (typ == protocol.TypeTrack && matchAny(c.r.ContactEvents, name))
+}
+
+// ReadsProperties reports whether Apply reads the properties of an event
+// of this type, name and channel: those of orders and contacts, and no
+// others. Apply never reads an event's context. The hub's intake decodes
+// nothing else of its events (protocol.UnmarshalLean).
+func (c *Classifier) ReadsProperties(typ, name, channel string) bool {
+	return c.isOrder(typ, name) || c.isContact(typ, name, channel)
+}
+
 // IsOrder reports whether e is a purchase and returns its value.
 func (c *Classifier) IsOrder(e *protocol.Event) (float64, bool) {
-	if e.Type != protocol.TypeTrack || !matchAny(c.r.OrderEvents, e.Name) {
+	if !c.isOrder(e.Type, e.Name) {
 		return 0, false
 	}
 	for _, k := range c.r.RevenueProperties {
@@ -285,7 +302,7 @@ func (c *Classifier) Apply(p *Profile, e *protocol.Event) {
 	if site != "" && (isOrder || matchAny(c.r.VisitEvents, e.Name)) {
 		cp.SiteVisits.Add(site, 1)
 	}
-	if e.Channel == protocol.ChannelContactCenter || (e.Type == protocol.TypeTrack && matchAny(c.r.ContactEvents, e.Name)) {
+	if c.isContact(e.Type, e.Name, e.Channel) {
 		ct := &Contact{Channel: e.Channel, Stamp: st}
 		if r, ok := e.Properties["reason"].(string); ok {
 			ct.Reason = r

@@ -437,6 +437,13 @@ func (s *Store) Close() error {
 // Rules returns the identity rules in force.
 func (s *Store) Rules() *identity.Rules { return s.rules }
 
+// ReadsProperties reports whether resolving an event of this type, name
+// and channel reads its properties (profile.Classifier.ReadsProperties).
+// Nothing the store does with an event reads its context.
+func (s *Store) ReadsProperties(typ, name, channel string) bool {
+	return s.cls.ReadsProperties(typ, name, channel)
+}
+
 // Stats returns the counters.
 func (s *Store) Stats() Stats {
 	st := Stats{
