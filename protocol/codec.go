@@ -141,11 +141,15 @@ func UnmarshalLean(b []byte, bt *Batch, lim Limits, props func(typ, name, channe
 // stripLean leaves out of bt's events what UnmarshalLean leaves out.
 func stripLean(bt *Batch, props func(typ, name, channel string) bool) {
 	for i := range bt.Events {
-		e := &bt.Events[i]
-		e.Context = nil
-		if e.Properties != nil && !props(e.Type, e.Name, e.Channel) {
-			e.Properties = nil
-		}
+		stripEvent(&bt.Events[i], props)
+	}
+}
+
+// stripEvent leaves out of e what UnmarshalEventLean leaves out.
+func stripEvent(e *Event, props func(typ, name, channel string) bool) {
+	e.Context = nil
+	if e.Properties != nil && !props(e.Type, e.Name, e.Channel) {
+		e.Properties = nil
 	}
 }
 

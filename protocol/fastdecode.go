@@ -112,12 +112,13 @@ func decodeBatch(body []byte, bt *Batch, props func(typ, name, channel string) b
 
 // decodeEvent is decodeBatch for a bare event, which has passed
 // checkMsgpack and checkEventDensity.
-func decodeEvent(body []byte, e *Event) error {
+func decodeEvent(body []byte, e *Event, props func(typ, name, channel string) bool) error {
 	if e == nil || !zeroEvent(e) {
 		return errFallback
 	}
 	d := getFastDecoder(body)
 	defer putFastDecoder(d)
+	d.props = props
 	err := d.event(e, 0)
 	if errors.Is(err, errFallback) {
 		*e = Event{}

@@ -133,7 +133,9 @@ func checkSameBatch(t fataler, b []byte) {
 }
 
 // checkSameEvent is checkSame for a bare event.
-func checkSameEvent(t fataler, b []byte) { checkSame(t, "event", b, unmarshalEvent) }
+func checkSameEvent(t fataler, b []byte) {
+	checkSame(t, "event", b, func(b []byte, e *Event, fast bool) error { return unmarshalEvent(b, e, fast, nil) })
+}
 
 // oddProps wants the properties of some events and not of others,
 // including events with no type, name or channel.
@@ -142,29 +144,49 @@ func oddProps(typ, name, channel string) bool { return (len(typ)+len(name)+len(c
 // trackOnlyProps wants the properties of track events.
 func trackOnlyProps(typ, _, _ string) bool { return typ == TypeTrack }
 
-// checkLean fails unless UnmarshalLean accepts b exactly when decoding by
-// reflection does, and yields what reflection does with contexts and
-// unwanted properties left out.
-func checkLean(t fataler, b []byte) {
+// leanOf leaves out of e what a lean decode with props leaves out.
+func leanOf(e *Event, props func(typ, name, channel string) bool) {
+	e.Context = nil
+	if !props(e.Type, e.Name, e.Channel) {
+		e.Properties = nil
+	}
+}
+
+// checkLean fails unless UnmarshalLean accepts the wire batch b exactly
+// when decoding by reflection does, and yields what reflection does with
+// contexts and unwanted properties left out; so for UnmarshalEventLean
+// and the bare event body. Either may be nil.
+func checkLean(t fataler, b, body []byte) {
 	for _, props := range []func(typ, name, channel string) bool{oddProps, trackOnlyProps} {
-		var full, lean Batch
-		errFull := unmarshal(b, &full, Limits{}, false, nil)
-		errLean := UnmarshalLean(b, &lean, Limits{}, props)
-		if errClass(errFull) != errClass(errLean) {
-			t.Fatalf("reflection: %v\nlean: %v", errFull, errLean)
-		}
-		if errFull != nil {
-			continue
-		}
-		for i := range full.Events {
-			e := &full.Events[i]
-			e.Context = nil
-			if !props(e.Type, e.Name, e.Channel) {
-				e.Properties = nil
+		if b != nil {
+			var full, lean Batch
+			errFull := unmarshal(b, &full, Limits{}, false, nil)
+			errLean := UnmarshalLean(b, &lean, Limits{}, props)
+			if errClass(errFull) != errClass(errLean) {
+				t.Fatalf("reflection: %v\nlean: %v", errFull, errLean)
+			}
+			if errFull == nil {
+				for i := range full.Events {
+					leanOf(&full.Events[i], props)
+				}
+				if diff := exactDiff(&full, &lean); diff != "" {
+					t.Fatalf("lean decode differs from reflection's, stripped: %s", diff)
+				}
 			}
 		}
-		if diff := exactDiff(&full, &lean); diff != "" {
-			t.Fatalf("lean decode differs from reflection's, stripped: %s", diff)
+		if body != nil {
+			var full, lean Event
+			errFull := unmarshalEvent(body, &full, false, nil)
+			errLean := UnmarshalEventLean(body, &lean, props)
+			if errClass(errFull) != errClass(errLean) {
+				t.Fatalf("event: reflection: %v\nlean: %v", errFull, errLean)
+			}
+			if errFull == nil {
+				leanOf(&full, props)
+				if diff := exactDiff(&full, &lean); diff != "" {
+					t.Fatalf("lean event decode differs from reflection's, stripped: %s", diff)
+				}
+			}
 		}
 	}
 }
@@ -296,7 +318,7 @@ func FuzzFastDecode(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		checkSameBatch(t, wire(body))
-		checkLean(t, wire(body))
+		checkLean(t, wire(body), body)
 		checkSameEvent(t, body)
 	})
 }
@@ -360,12 +382,17 @@ var fastDecodeCases = []struct {
 	{name: "traits as an extension", fallback: true, body: []byte{0x81, 0xa2, 'e', 'v', 0x91, 0x81, 0xa2, 't', 'r', 0xd4, 0x05, 0x80}},
 	{name: "consent as an extension", fallback: true, body: []byte{0x81, 0xa2, 'e', 'v', 0x91, 0x81, 0xa2, 'c', 's', 0xd4, 0x05, 0x80}},
 	{name: "type after properties", body: []byte{0x81, 0xa2, 'e', 'v', 0x91, 0x82, 0xa2, 'p', 'r', 0x81, 0xa1, 'x', 0x01, 0xa2, 't', 'y', 0xa5, 't', 'r', 'a', 'c', 'k'}},
+	{name: "page after properties", body: []byte{0x81, 0xa2, 'e', 'v', 0x91, 0x82, 0xa2, 'p', 'r', 0x81, 0xa1, 'x', 0x01, 0xa2, 't', 'y', 0xa4, 'p', 'a', 'g', 'e'}},
 	{name: "name after properties", body: []byte{0x81, 0xa2, 'e', 'v', 0x91, 0x83, 0xa2, 't', 'y', 0xa1, 't', 0xa2, 'p', 'r', 0x81, 0xa1, 'x', 0x91, 0xa1, 'y', 0xa1, 'n', 0xa2, 'a', 'b'}},
 	{name: "context and properties of every kind", body: []byte{0x81, 0xa2, 'e', 'v', 0x91, 0x83,
 		0xa2, 't', 'y', 0xa1, 't',
 		0xa2, 'c', 'x', 0x86, 0xa1, 'a', 0xc4, 0x01, 'b', 0xa1, 'f', 0xcb, 0, 0, 0, 0, 0, 0, 0, 1, 0xa1, 'm', 0x81, 0xa1, 'k', 0xdc, 0, 1, 0xd9, 1, 's',
 		0xa1, 'u', 0xcd, 1, 2, 0xa1, 't', 0xd6, 0xff, 0, 0, 0, 1, 0xa1, 'n', 0xc0,
 		0xa2, 'p', 'r', 0xde, 0, 1, 0xa1, 'q', 0x92, 0xc3, 0xd0, 0x80}},
+	// Bare events (as batches: maps of unknown keys).
+	{name: "event: type after properties", body: []byte{0x82, 0xa2, 'p', 'r', 0x81, 0xa1, 'x', 0x01, 0xa2, 't', 'y', 0xa5, 't', 'r', 'a', 'c', 'k'}},
+	{name: "event: page after properties", body: []byte{0x82, 0xa2, 'p', 'r', 0x81, 0xa1, 'x', 0x01, 0xa2, 't', 'y', 0xa4, 'p', 'a', 'g', 'e'}},
+	{name: "event: context and properties", body: []byte{0x83, 0xa2, 't', 'y', 0xa1, 't', 0xa2, 'c', 'x', 0x81, 0xa1, 'k', 0xa1, 'v', 0xa2, 'p', 'r', 0x81, 0xa1, 'x', 0x90}},
 	{name: "deep lists", body: append(append([]byte{0x81, 0xa2, 'e', 'v', 0x91, 0x81, 0xa2, 'c', 'x', 0x81, 0xa0}, bytes.Repeat([]byte{0x91}, 25)...), 0xc0)},
 	{name: "too deep", body: append(append([]byte{0x81, 0xa2, 'e', 'v', 0x91, 0x81, 0xa2, 'c', 'x', 0x81, 0xa0}, bytes.Repeat([]byte{0x91}, 40)...), 0xc0)},
 }
@@ -374,7 +401,7 @@ func TestFastDecodeCases(t *testing.T) {
 	for _, tt := range fastDecodeCases {
 		t.Run(tt.name, func(t *testing.T) {
 			checkSameBatch(t, wire(tt.body))
-			checkLean(t, wire(tt.body))
+			checkLean(t, wire(tt.body), tt.body)
 			checkSameEvent(t, tt.body)
 			// Whether the fast decoder decodes the case itself, for the
 			// cases that pass the structural checks.
@@ -396,7 +423,7 @@ func TestFastDecodeSeeds(t *testing.T) {
 	for i, s := range fastDecodeSeeds(t) {
 		t.Run(strconv.Itoa(i), func(t *testing.T) {
 			checkSameBatch(t, wire(s))
-			checkLean(t, wire(s))
+			checkLean(t, wire(s), s)
 			checkSameEvent(t, s)
 		})
 	}
@@ -441,7 +468,7 @@ func TestFastDecodeCopies(t *testing.T) {
 		t.Fatal(err)
 	}
 	var e Event
-	if err := unmarshalEvent(ev, &e, true); err != nil {
+	if err := unmarshalEvent(ev, &e, true, nil); err != nil {
 		t.Fatal(err)
 	}
 	for i := range ev {
@@ -555,6 +582,7 @@ func TestRapidFastDecode(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkSameEvent(t, raws[i])
+			checkLean(t, nil, raws[i])
 		}
 		rb, err := MarshalRawBatch(in.Tenant, in.EdgeID, in.FirstSeq, in.LastSeq, in.SentAt, raws)
 		if err != nil {
@@ -566,7 +594,7 @@ func TestRapidFastDecode(t *testing.T) {
 		}
 		for _, b := range [][]byte{rb, mb, wire(encodeArrays(t, in))} {
 			checkSameBatch(t, b)
-			checkLean(t, b)
+			checkLean(t, b, nil)
 			var got Batch
 			if err := Unmarshal(b, &got, Limits{}); err != nil {
 				t.Fatalf("Unmarshal: %v", err)

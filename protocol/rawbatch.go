@@ -25,12 +25,25 @@ func MarshalEvent(e *Event) ([]byte, error) {
 // UnmarshalEvent decodes an event encoded by MarshalEvent, with the same
 // structural checks as Unmarshal.
 func UnmarshalEvent(b []byte, e *Event) error {
-	return unmarshalEvent(b, e, true)
+	return unmarshalEvent(b, e, true, nil)
+}
+
+// UnmarshalEventLean is UnmarshalEvent for an event read only in part, as
+// UnmarshalLean is Unmarshal: it accepts and rejects exactly what
+// UnmarshalEvent does and yields the same event, except that its Context
+// is nil, and its Properties too unless props(type, name, channel) is
+// true.
+func UnmarshalEventLean(b []byte, e *Event, props func(typ, name, channel string) bool) error {
+	if props == nil {
+		return errors.New("UnmarshalEventLean: props is nil")
+	}
+	return unmarshalEvent(b, e, true, props)
 }
 
 // unmarshalEvent is UnmarshalEvent; fast decodes with decodeEvent rather
-// than by reflection (tests compare the two).
-func unmarshalEvent(b []byte, e *Event, fast bool) error {
+// than by reflection (tests compare the two); props, when set, makes it
+// UnmarshalEventLean.
+func unmarshalEvent(b []byte, e *Event, fast bool, props func(typ, name, channel string) bool) error {
 	if len(b) > MaxEventBytes {
 		return fmt.Errorf("event: %w: %d bytes", ErrTooLarge, len(b))
 	}
@@ -42,13 +55,16 @@ func unmarshalEvent(b []byte, e *Event, fast bool) error {
 	}
 	err := errFallback
 	if fast {
-		err = decodeEvent(b, e)
+		err = decodeEvent(b, e, props)
 	}
 	if errors.Is(err, errFallback) {
 		err = safeUnmarshal(b, e)
 	}
 	if err != nil {
 		return fmt.Errorf("event: %w: %w", ErrMalformed, err)
+	}
+	if props != nil {
+		stripEvent(e, props)
 	}
 	utcEventTimes(e)
 	return nil

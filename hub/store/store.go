@@ -1233,13 +1233,15 @@ func (t *tx) deleteProfile(pid, into string) error {
 	return nil
 }
 
-// loadEvent returns stored event id, decoded. It must not be modified.
+// loadEvent returns stored event id, decoded for resolving it again: its
+// context and the properties resolution does not read (ReadsProperties)
+// are left out. It must not be modified.
 func (t *tx) loadEvent(id string) (*protocol.Event, error) {
 	if e, ok := t.s.eventCache[id]; ok {
 		return e, nil
 	}
 	e := &protocol.Event{}
-	found, err := t.get(eventKey(id), func(v []byte) error { return protocol.UnmarshalEvent(v, e) })
+	found, err := t.get(eventKey(id), func(v []byte) error { return protocol.UnmarshalEventLean(v, e, t.s.cls.ReadsProperties) })
 	if err == nil && !found {
 		err = ErrNotFound
 	}
