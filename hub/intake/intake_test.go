@@ -37,49 +37,21 @@ func TestAcksOverBothTransports(t *testing.T) {
 	} {
 		inline := tc.inline
 		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			brk, err := broker.New(broker.Config{Users: tc.users}, testkit.Logger(t, -4))
-			if err != nil {
-				t.Fatal(err)
-			}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			brokerDone := make(chan error, 1)
-			go func() { brokerDone <- brk.Serve(ctx, ln) }()
-			st, err := store.Open(store.Options{Dir: t.TempDir()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
-			url := "mqtt://" + ln.Addr().String()
-			if pw, ok := tc.users["hub"]; ok {
-				url = "mqtt://hub:" + pw + "@" + ln.Addr().String()
-			}
-			cfg := intake.Config{BrokerURL: url}
-			if inline {
-				cfg.Inline = brk
-			}
-			in, err := intake.New(cfg, st, nil, testkit.Logger(t, -4))
-			if err != nil {
-				t.Fatal(err)
-			}
 			snapAcks := make(chan string, 16)
-			in.Subscribe(protocol.HubSnapAckFilter(false), func(topic string, _ []byte) { snapAcks <- topic })
-			intakeDone := make(chan error, 1)
-			go func() { intakeDone <- in.Run(ctx) }()
-			defer func() {
-				cancel()
-				if err := <-intakeDone; err != nil {
-					t.Error(err)
+			r := startRig(t, tc.users, func(brk *broker.Broker, addr string, _ *store.Store) intake.Config {
+				url := "mqtt://" + addr
+				if pw, ok := tc.users["hub"]; ok {
+					url = "mqtt://hub:" + pw + "@" + addr
 				}
-				if err := <-brokerDone; err != nil {
-					t.Error(err)
+				cfg := intake.Config{BrokerURL: url}
+				if inline {
+					cfg.Inline = brk
 				}
-			}()
-			testkit.WaitFor(t, 10*time.Second, "intake connected", in.Connected)
+				return cfg
+			}, func(in *intake.Intake) {
+				in.Subscribe(protocol.HubSnapAckFilter(false), func(topic string, _ []byte) { snapAcks <- topic })
+			})
+			ln, st, in := r.ln, r.st, r.in
 
 			// The edge.
 			acks := make(chan protocol.Ack, 64)
@@ -223,39 +195,10 @@ func TestAcksOverBothTransports(t *testing.T) {
 // store keeps the events as the edge encoded them, and the order's
 // properties, which it reads, still count.
 func TestLeanDecodeKeepsEvents(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	brk, err := broker.New(broker.Config{}, testkit.Logger(t, -4))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	brokerDone := make(chan error, 1)
-	go func() { brokerDone <- brk.Serve(ctx, ln) }()
-	st, err := store.Open(store.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	in, err := intake.New(intake.Config{Inline: brk, Properties: st.ReadsProperties}, st, nil, testkit.Logger(t, -4))
-	if err != nil {
-		t.Fatal(err)
-	}
-	intakeDone := make(chan error, 1)
-	go func() { intakeDone <- in.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-intakeDone; err != nil {
-			t.Error(err)
-		}
-		if err := <-brokerDone; err != nil {
-			t.Error(err)
-		}
-	}()
-	testkit.WaitFor(t, 10*time.Second, "intake running", in.Connected)
+	r := startRig(t, nil, func(brk *broker.Broker, _ string, st *store.Store) intake.Config {
+		return intake.Config{Inline: brk, Properties: st.ReadsProperties}
+	}, nil)
+	ln, st := r.ln, r.st
 
 	acks := make(chan protocol.Ack, 4)
 	edge := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + ln.Addr().String()).SetClientID("edge-e1").SetCleanSession(true))
@@ -324,4 +267,57 @@ func TestLeanDecodeKeepsEvents(t *testing.T) {
 			t.Fatalf("event %s stored with properties %v, context %v; sent %v, %v", want.ID, e.Properties, e.Context, want.Properties, want.Context)
 		}
 	}
+}
+
+// rig is a real broker and store with intake between them, running.
+type rig struct {
+	ln net.Listener
+	st *store.Store
+	in *intake.Intake
+}
+
+// startRig serves a broker with users (nil: anyone) on a free port, opens
+// a store, builds intake with the config cfg returns, lets before (if
+// set) add its subscriptions, runs intake and waits until it is
+// connected. Everything stops when t ends, and an error of intake's or
+// the broker's fails t.
+func startRig(t *testing.T, users map[string]string, cfg func(brk *broker.Broker, addr string, st *store.Store) intake.Config, before func(in *intake.Intake)) *rig {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	brk, err := broker.New(broker.Config{Users: users}, testkit.Logger(t, -4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	brokerDone := make(chan error, 1)
+	go func() { brokerDone <- brk.Serve(ctx, ln) }()
+	st, err := store.Open(store.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	in, err := intake.New(cfg(brk, ln.Addr().String(), st), st, nil, testkit.Logger(t, -4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before != nil {
+		before(in)
+	}
+	intakeDone := make(chan error, 1)
+	go func() { intakeDone <- in.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-intakeDone; err != nil {
+			t.Error(err)
+		}
+		if err := <-brokerDone; err != nil {
+			t.Error(err)
+		}
+	})
+	testkit.WaitFor(t, 10*time.Second, "intake connected", in.Connected)
+	return &rig{ln: ln, st: st, in: in}
 }
