@@ -181,6 +181,11 @@ func unmarshal(b []byte, m Message, lim Limits, fast bool, props func(typ, name,
 	}
 	if errors.Is(err, errFallback) {
 		err = safeUnmarshal(body, m)
+		if bt, ok := m.(*Batch); ok && err == nil && props != nil {
+			// Reflection decodes whole; the fast decoder leaves out as
+			// it goes.
+			stripLean(bt, props)
+		}
 	}
 	if errors.Is(err, ErrTooLarge) {
 		return err // the fast decoder's check of MaxBatchEvents, as below
@@ -190,9 +195,6 @@ func unmarshal(b []byte, m Message, lim Limits, fast bool, props func(typ, name,
 	}
 	if bt, ok := m.(*Batch); ok && len(bt.Events) > MaxBatchEvents {
 		return fmt.Errorf("batch: %d events, limit %d: %w", len(bt.Events), MaxBatchEvents, ErrTooLarge)
-	}
-	if bt, ok := m.(*Batch); ok && props != nil {
-		stripLean(bt, props)
 	}
 	utcTimes(m)
 	return nil

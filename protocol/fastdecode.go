@@ -94,8 +94,7 @@ const mapHintLimit = 1024
 // decodeBatch decodes body, which has passed checkMsgpack and
 // checkElementDensity, into bt. It returns errFallback when the body has
 // to be decoded by reflection instead, leaving bt as it found it. props,
-// when set, makes the decode lean (UnmarshalLean; the caller strips the
-// result with stripLean all the same).
+// when set, makes the decode lean (UnmarshalLean).
 func decodeBatch(body []byte, bt *Batch, props func(typ, name, channel string) bool) error {
 	if bt == nil || !zeroBatch(bt) {
 		return errFallback
@@ -631,14 +630,16 @@ func (d *fastDecoder) event(e *Event, depth int) error {
 		return err
 	}
 	depth++
-	// In a lean decode, properties are skipped by what the event's type,
-	// name and channel are when they come. The edge encodes those first;
-	// if one comes after skipped properties, reflection decodes the
-	// message whole (and stripLean decides on the final values).
-	skipped := false
+	// In a lean decode, whether properties are built is decided by the
+	// event's type, name and channel as they are when the properties
+	// come. The edge encodes those first. If one comes after, the
+	// decision may not hold for its final value: reflection decodes the
+	// message whole instead, stripped then on the final values. So the
+	// fast decoder's lean result never needs stripping.
+	decided := false
 	return d.fields(n, asArray, eventKey, func(i fieldIndex) error {
 		var err error
-		if skipped && i >= 1 && i <= 3 {
+		if decided && i >= 1 && i <= 3 {
 			return errFallback
 		}
 		switch i {
@@ -662,7 +663,7 @@ func (d *fastDecoder) event(e *Event, depth int) error {
 			e.Traits, err = d.mapAny(depth, true)
 		case 9:
 			keep := d.props == nil || d.props(e.Type, e.Name, e.Channel)
-			skipped = !keep
+			decided = d.props != nil
 			e.Properties, err = d.mapAny(depth, keep)
 		case 10:
 			e.Context, err = d.mapAny(depth, d.props == nil)

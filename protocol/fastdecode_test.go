@@ -144,6 +144,10 @@ func oddProps(typ, name, channel string) bool { return (len(typ)+len(name)+len(c
 // trackOnlyProps wants the properties of track events.
 func trackOnlyProps(typ, _, _ string) bool { return typ == TypeTrack }
 
+// notPageProps wants the properties of every event but pages, those of
+// events with no type yet included.
+func notPageProps(typ, _, _ string) bool { return typ != TypePage }
+
 // leanOf leaves out of e what a lean decode with props leaves out.
 func leanOf(e *Event, props func(typ, name, channel string) bool) {
 	e.Context = nil
@@ -157,7 +161,7 @@ func leanOf(e *Event, props func(typ, name, channel string) bool) {
 // contexts and unwanted properties left out; so for UnmarshalEventLean
 // and the bare event body. Either may be nil.
 func checkLean(t fataler, b, body []byte) {
-	for _, props := range []func(typ, name, channel string) bool{oddProps, trackOnlyProps} {
+	for _, props := range []func(typ, name, channel string) bool{oddProps, trackOnlyProps, notPageProps} {
 		if b != nil {
 			var full, lean Batch
 			errFull := unmarshal(b, &full, Limits{}, false, nil)

@@ -59,12 +59,12 @@ func unmarshalEvent(b []byte, e *Event, fast bool, props func(typ, name, channel
 	}
 	if errors.Is(err, errFallback) {
 		err = safeUnmarshal(b, e)
+		if err == nil && props != nil {
+			stripEvent(e, props) // reflection decodes whole
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("event: %w: %w", ErrMalformed, err)
-	}
-	if props != nil {
-		stripEvent(e, props)
 	}
 	utcEventTimes(e)
 	return nil
