@@ -325,25 +325,24 @@ func (in *Intake) onBatch(topic string, payload []byte) {
 // encodes those events again, so what is left out of them is not lost.
 func (in *Intake) decode(payload []byte, b *protocol.Batch) error {
 	raw, rawErr := protocol.BatchEventBytes(payload)
-	if rawErr != nil || in.cfg.Properties == nil {
-		if err := protocol.Unmarshal(payload, b, in.cfg.Limits); err != nil {
-			return err
-		}
-		if rawErr == nil && len(raw) == len(b.Events) {
-			b.Raw = raw
-		}
-		return nil
+	lean := rawErr == nil && in.cfg.Properties != nil
+	var err error
+	if lean {
+		err = protocol.UnmarshalLean(payload, b, in.cfg.Limits, in.cfg.Properties)
+	} else {
+		err = protocol.Unmarshal(payload, b, in.cfg.Limits)
 	}
-	if err := protocol.UnmarshalLean(payload, b, in.cfg.Limits, in.cfg.Properties); err != nil {
+	switch {
+	case err != nil:
 		return err
-	}
-	if len(raw) != len(b.Events) {
+	case rawErr == nil && len(raw) == len(b.Events):
+		b.Raw = raw
+	case lean:
 		// Not expected (protocol's tests hold BatchEventBytes to the
 		// decoder), but a lean event must never be stored re-encoded.
 		*b = protocol.Batch{}
 		return protocol.Unmarshal(payload, b, in.cfg.Limits)
 	}
-	b.Raw = raw
 	return nil
 }
 
@@ -517,26 +516,25 @@ func (in *Intake) ack(group []work, results []store.Result, err error) {
 			in.log.Error("encode ack", "err", perr)
 			continue
 		}
-		// Not waiting on the token: a lost ack makes the edge resend, and
+		// Not waiting for the PUBACK: a lost ack makes the edge resend, and
 		// the store recognises the events.
-		topic := protocol.AckTopic(w.tenant, w.edge)
-		if in.cfg.Inline != nil {
-			if err := in.cfg.Inline.Publish(topic, payload); err != nil {
-				in.log.Warn("publish ack", "edge", w.edge, "err", err)
-			}
-			continue
+		if err := in.Publish(protocol.AckTopic(w.tenant, w.edge), payload, 0); err != nil {
+			in.log.Warn("publish ack", "edge", w.edge, "err", err)
 		}
-		in.client.Publish(topic, 1, false, payload)
 	}
 }
 
-// Publish sends payload on topic with QoS 1 and waits up to timeout for
-// the broker's PUBACK (inline: until the broker has routed it).
+// Publish sends payload on topic with QoS 1. Through a connection it waits
+// up to timeout for the broker's PUBACK, or not at all if timeout is 0;
+// inline it returns once the broker has routed the message.
 func (in *Intake) Publish(topic string, payload []byte, timeout time.Duration) error {
 	if in.cfg.Inline != nil {
 		return in.cfg.Inline.Publish(topic, payload)
 	}
 	tok := in.client.Publish(topic, 1, false, payload)
+	if timeout == 0 {
+		return nil
+	}
 	if !tok.WaitTimeout(timeout) {
 		return fmt.Errorf("publish %s: timeout", topic)
 	}
