@@ -133,13 +133,7 @@ func TestInline(t *testing.T) {
 	}
 	receive := func(ch chan msg) msg {
 		t.Helper()
-		select {
-		case m := <-ch:
-			return m
-		case <-time.After(10 * time.Second):
-			t.Fatal("nothing received")
-			return msg{}
-		}
+		return testkit.Receive(t, ch, 10*time.Second, "a message")
 	}
 
 	publish("a/1/x", "one")

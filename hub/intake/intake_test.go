@@ -92,13 +92,7 @@ func TestAcksOverBothTransports(t *testing.T) {
 			}
 			next := func() protocol.Ack {
 				t.Helper()
-				select {
-				case a := <-acks:
-					return a
-				case <-time.After(20 * time.Second):
-					t.Fatal("no ack")
-					return protocol.Ack{}
-				}
+				return testkit.Receive(t, acks, 20*time.Second, "an ack")
 			}
 			now := time.Now().UTC()
 			event := func(id, email string) protocol.Event {
@@ -167,24 +161,14 @@ func TestAcksOverBothTransports(t *testing.T) {
 			if tok := edge.Publish(protocol.SnapshotAckTopic("t1", "e1"), 1, false, []byte("x")); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 				t.Fatalf("publish snapshot ack: %v", tok.Error())
 			}
-			select {
-			case topic := <-snapAcks:
-				if topic != protocol.SnapshotAckTopic("t1", "e1") {
-					t.Fatalf("snapshot ack on %q", topic)
-				}
-			case <-time.After(20 * time.Second):
-				t.Fatal("the snapshot ack did not reach the subscription")
+			if topic := testkit.Receive(t, snapAcks, 20*time.Second, "the snapshot ack at the added subscription"); topic != protocol.SnapshotAckTopic("t1", "e1") {
+				t.Fatalf("snapshot ack on %q", topic)
 			}
 			if err := in.Publish(protocol.SnapshotTopic("t1", "e1"), []byte("snapshot"), 10*time.Second); err != nil {
 				t.Fatal(err)
 			}
-			select {
-			case p := <-snaps:
-				if string(p) != "snapshot" {
-					t.Fatalf("edge got snapshot %q", p)
-				}
-			case <-time.After(20 * time.Second):
-				t.Fatal("the edge did not get the hub's publication")
+			if p := testkit.Receive(t, snaps, 20*time.Second, "the hub's publication at the edge"); string(p) != "snapshot" {
+				t.Fatalf("edge got snapshot %q", p)
 			}
 		})
 	}
@@ -234,13 +218,8 @@ func TestLeanDecodeKeepsEvents(t *testing.T) {
 	if tok := edge.Publish(protocol.BatchTopic("t1", "e1"), 1, false, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("publish: %v", tok.Error())
 	}
-	select {
-	case a := <-acks:
-		if a.Status != protocol.AckOK || a.Accepted != 2 {
-			t.Fatalf("ack = %+v, want ok with 2 accepted", a)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("no ack")
+	if a := testkit.Receive(t, acks, 20*time.Second, "an ack"); a.Status != protocol.AckOK || a.Accepted != 2 {
+		t.Fatalf("ack = %+v, want ok with 2 accepted", a)
 	}
 
 	p, err := st.Lookup(ids[0])

@@ -1,6 +1,7 @@
 // Package testkit holds the few helpers Unico's tests share: polling a
-// condition with a deadline (tests never sleep a fixed time to wait) and a
-// logger that writes to the test's output under -v.
+// condition or receiving from a channel with a deadline (tests never
+// sleep a fixed time to wait) and a logger that writes to the test's
+// output under -v.
 package testkit
 
 import (
@@ -20,6 +21,20 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 			t.Fatalf("timed out after %s waiting for %s", timeout, what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Receive returns the next value from ch, and fails the test when timeout
+// passes first.
+func Receive[T any](t testing.TB, ch <-chan T, timeout time.Duration, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(timeout):
+		t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		var zero T
+		return zero
 	}
 }
 
